@@ -1,0 +1,35 @@
+# One command sets up and runs the demo; one sets up and runs the whole test suite.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck dockerlint pytest lambda-zip clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## demo: set up and run the local end-to-end demo on SQLite
+demo: $(STAMP)
+	$(BIN)/batch-trigger demo
+
+## test: set up, lint, type-check and run every test
+test: lint typecheck dockerlint pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+dockerlint: $(STAMP)
+	$(BIN)/hadolint Dockerfile
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
