@@ -1,0 +1,95 @@
+"""Slack alerts through an incoming webhook; a failing Slack never fails or blocks a run."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from service.config import Secret
+from service.ledger import Run
+from service.slots import format_slot
+
+log = logging.getLogger("batch_trigger.alerts")
+SEND_TIMEOUT_SECONDS = 5
+SEND_RETRIES = 2
+_ICONS = {
+    "failed": ":x:",
+    "timed_out": ":hourglass:",
+    "abandoned": ":ghost:",
+    "interrupted": ":warning:",
+    "skipped": ":warning:",
+}
+
+
+class Alerts:
+    """Posts run alerts to Slack; without a webhook URL it only logs them."""
+
+    def __init__(self, webhook_url: Secret | None, timezone: ZoneInfo, instance: str) -> None:
+        self._url = webhook_url
+        self._timezone = timezone
+        self._instance = instance
+
+    def run_ended(self, run: Run) -> bool:
+        """Alert that a run ended badly (failed, timed out, abandoned, interrupted); waits."""
+        return self.send(*self._message(run, f"job `{run.job}` {run.status.replace('_', ' ')}"))
+
+    def run_ended_soon(self, run: Run) -> None:
+        """Like `run_ended`, from a web request: sent on a background thread."""
+        self._in_background(run, f"job `{run.job}` {run.status.replace('_', ' ')}")
+
+    def overlap(self, run: Run) -> None:
+        """Alert that a firing was skipped because another slot of the job still runs."""
+        self._in_background(run, f"job `{run.job}` skipped: the previous run is still going")
+
+    def send(self, text: str, blocks: list[dict[str, Any]]) -> bool:
+        """Post one message with bounded retries; False (and a log line) when Slack failed."""
+        log.warning("alert: %s", text.splitlines()[0])
+        if self._url is None:
+            return False
+        from slack_sdk.http_retry.builtin_handlers import (
+            ConnectionErrorRetryHandler,
+            RateLimitErrorRetryHandler,
+            ServerErrorRetryHandler,
+        )
+        from slack_sdk.webhook import WebhookClient
+
+        client = WebhookClient(
+            self._url.reveal(),
+            timeout=SEND_TIMEOUT_SECONDS,
+            retry_handlers=[
+                ConnectionErrorRetryHandler(max_retry_count=SEND_RETRIES),
+                RateLimitErrorRetryHandler(max_retry_count=SEND_RETRIES),
+                ServerErrorRetryHandler(max_retry_count=SEND_RETRIES),
+            ],
+        )
+        try:
+            answer = client.send(text=text, blocks=blocks)
+        except Exception as exc:  # the webhook URL is a secret: name the failure, not the URL
+            log.error("slack alert not delivered: %s", type(exc).__name__)
+            return False
+        if answer.status_code != 200:
+            log.error("slack alert not delivered: HTTP %s", answer.status_code)
+            return False
+        return True
+
+    def _in_background(self, run: Run, headline: str) -> None:
+        text, blocks = self._message(run, headline)
+        threading.Thread(target=self.send, args=(text, blocks), name="slack-alert", daemon=True).start()
+
+    def _message(self, run: Run, headline: str) -> tuple[str, list[dict[str, Any]]]:
+        slot = format_slot(run.slot)
+        local = run.slot.astimezone(self._timezone).strftime(f"%Y-%m-%d %H:%M {self._timezone.key}")
+        rerun = f"batch-trigger trigger {run.job} --slot {slot} --force"
+        lines = [
+            f"{_ICONS.get(run.status, ':warning:')} batch-trigger: {headline}",
+            f"slot {slot} ({local}) · attempt {run.attempt} · instance {run.instance or self._instance}"
+            f" · run {run.id}",
+        ]
+        if run.error:
+            lines.append(f"error: {run.error[:500]}")
+        lines.append(f"re-run: `{rerun}`")
+        text = "\n".join(lines)
+        blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+        return text, blocks

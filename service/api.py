@@ -1,0 +1,150 @@
+"""HTTP API of the contract: trigger, runs, jobs, health; errors map to JSON in one handler."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from service.errors import BodyTooLarge, JobMismatch, Malformed, RunNotFound, ServiceError
+from service.extension import BatchTrigger
+from service.ledger import ClaimRequest, Status
+from service.slots import utcnow
+
+MAX_BODY_BYTES = 64 * 1024
+SCHEDULERS = frozenset({"lambda", "scheduler", "eventbridge"})
+
+blueprint = Blueprint("batch_trigger", __name__)
+
+
+def _state() -> BatchTrigger:
+    state: BatchTrigger = current_app.extensions["batch_trigger"]
+    return state
+
+
+@blueprint.errorhandler(ServiceError)
+def _service_error(error: ServiceError) -> tuple[Response, int, dict[str, str]]:
+    _state().count_answer(error.status)
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else {}
+    return jsonify(error=error.code, message=error.message), error.status, headers
+
+
+@blueprint.post("/v1/jobs/<job>/runs")
+def trigger(job: str) -> tuple[Response, int, dict[str, str]]:
+    """Claim (job, slot) from a signed token and start the batch; duplicates answer 200."""
+    state = _state()
+    _read_json_body()
+    claims = state.verifier.verify(request.headers.get("Authorization"), trigger=True)
+    spec = state.registry.get(job)
+    if claims.sub != job:
+        raise JobMismatch(f"token is for job {str(claims.sub)[:64]!r}, not {job!r}")
+    state.refuse_when_draining()
+    now = utcnow()
+    assert claims.jti is not None and claims.slot is not None
+    state.ledger.consume_token(claims.jti, now.fromtimestamp(claims.expires_at, now.tzinfo), now)
+    claim = state.ledger.claim(
+        ClaimRequest(
+            job=job,
+            slot=claims.slot,
+            trigger="schedule" if claims.iss in SCHEDULERS else "manual",
+            instance=state.settings.instance_id,
+            overlap=spec.overlap,
+            force=claims.force,
+            event_id=claims.event_id,
+            params=claims.params,
+        ),
+        now,
+    )
+    body: dict[str, Any] = claim.run.to_json()
+    if claim.outcome == "new":
+        state.runner.launch(claim.run, state.ledger)
+        state.count_answer(202)
+        return jsonify(body), 202, {"Location": f"{request.script_root}/v1/runs/{claim.run.id}"}
+    if claim.outcome == "overlap":
+        state.alerts.overlap(claim.run)
+        state.count_answer(409)
+        message = f"another slot of {job!r} is still running; this firing was recorded as skipped"
+        return jsonify(error="overlap", message=message, run=body), 409, {}
+    state.count_answer(200)
+    return jsonify(body | {"duplicate": True}), 200, {}
+
+
+@blueprint.get("/v1/runs/<run_id>")
+def get_run(run_id: str) -> Response:
+    """One run by id."""
+    state = _state()
+    state.verifier.verify(request.headers.get("Authorization"), trigger=False)
+    run = state.ledger.get(run_id)
+    if run is None:
+        raise RunNotFound(f"no run has id {run_id[:64]!r}")
+    return jsonify(run.to_json())
+
+
+@blueprint.get("/v1/runs")
+def list_runs() -> Response:
+    """Run history, newest first, filtered by job and status."""
+    state = _state()
+    state.verifier.verify(request.headers.get("Authorization"), trigger=False)
+    status = request.args.get("status")
+    if status is not None and status not in Status.__members__.values():
+        raise Malformed(f"status must be one of {', '.join(s.value for s in Status)}")
+    limit = request.args.get("limit", "50")
+    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+        raise Malformed("limit must be a whole number from 1 to 1000")
+    runs = state.ledger.runs(
+        job=request.args.get("job") or None,
+        status=Status(status) if status else None,
+        limit=int(limit),
+    )
+    return jsonify(runs=[run.to_json() for run in runs])
+
+
+@blueprint.get("/v1/jobs")
+def list_jobs() -> Response:
+    """Registered jobs with their policies and last run."""
+    state = _state()
+    state.verifier.verify(request.headers.get("Authorization"), trigger=False)
+    last = state.ledger.last_runs(state.registry.names())
+    jobs = [
+        spec.to_json() | {"last_run": last[spec.name].to_json() if spec.name in last else None}
+        for spec in state.registry
+    ]
+    return jsonify(jobs=jobs)
+
+
+@blueprint.get("/healthz")
+def healthz() -> Response:
+    """200 while the process lives."""
+    return jsonify(status="ok")
+
+
+@blueprint.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """200 when the ledger answers and the instance takes claims; else 503."""
+    state = _state()
+    if state.draining:
+        return jsonify(status="draining"), 503
+    try:
+        state.ledger.ping()
+    except ServiceError as exc:
+        return jsonify(status="ledger_unavailable", message=exc.message), 503
+    return jsonify(status="ready", instance=state.settings.instance_id), 200
+
+
+def _read_json_body() -> None:
+    """The body is ignored, but must be empty or a JSON object of reasonable size."""
+    length = request.content_length
+    if length is not None and length > MAX_BODY_BYTES:
+        raise BodyTooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")
+    data = request.stream.read(MAX_BODY_BYTES + 1)
+    if len(data) > MAX_BODY_BYTES:
+        raise BodyTooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")
+    if not data.strip():
+        return
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        raise Malformed("the body must be empty or a JSON object") from None
+    if not isinstance(parsed, dict):
+        raise Malformed("the body must be empty or a JSON object")

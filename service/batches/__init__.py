@@ -1,0 +1,1 @@
+"""Shipped batch jobs; every module dropped into this package is imported at start."""

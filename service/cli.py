@@ -1,0 +1,131 @@
+"""The `batch-trigger` command: mint tokens, trigger runs, list history, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date, datetime
+from typing import Any
+
+from service.auth import mint_token
+from service.config import Settings
+from service.errors import ConfigError
+from service.slots import logical_date, parse_slot, slot_for_date, utcnow
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = _parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+        return result
+    except ConfigError as exc:
+        print(f"batch-trigger: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
+        print(f"batch-trigger: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="batch-trigger", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    token = commands.add_parser("token", help="print a short-lived trigger token for curl")
+    _slot_arguments(token)
+    token.set_defaults(func=_token)
+
+    trigger = commands.add_parser("trigger", help="mint a token and POST it to the service")
+    _slot_arguments(trigger)
+    trigger.add_argument("--url", help="service base URL (default: $BATCH_TRIGGER_URL)")
+    trigger.add_argument("--wait", action="store_true", help="wait for the run to finish")
+    trigger.add_argument("--wait-timeout", type=float, default=3600, metavar="SECONDS")
+    trigger.set_defaults(func=_trigger)
+
+    runs = commands.add_parser("runs", help="list run history, newest first")
+    runs.add_argument("--job")
+    runs.add_argument("--status")
+    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--url", help="service base URL (default: $BATCH_TRIGGER_URL)")
+    runs.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    runs.set_defaults(func=_runs)
+
+    demo = commands.add_parser("demo", help="run the whole flow locally on SQLite")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def _slot_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job", help="job name, e.g. daily")
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument("--date", type=date.fromisoformat, help="logical date YYYY-MM-DD (local midnight)")
+    when.add_argument("--slot", type=parse_slot, help="exact slot, RFC 3339 (e.g. 2026-11-22T15:00:00Z)")
+    parser.add_argument("--force", action="store_true", help="re-run a slot that already ran")
+    parser.add_argument("--params", type=json.loads, default=None, help="JSON object passed to the job")
+
+
+def _slot(args: argparse.Namespace, settings: Settings) -> datetime:
+    if args.slot is not None:
+        slot: datetime = args.slot
+        return slot
+    day = args.date or logical_date(utcnow(), settings.timezone)
+    return slot_for_date(day, settings.timezone)
+
+
+def _mint(args: argparse.Namespace, settings: Settings) -> str:
+    if args.params is not None and not isinstance(args.params, dict):
+        raise ValueError("--params must be a JSON object")
+    return mint_token(settings, args.job, slot=_slot(args, settings), force=args.force, params=args.params)
+
+
+def _token(args: argparse.Namespace) -> int:
+    print(_mint(args, Settings.from_env()))
+    return 0
+
+
+def _trigger(args: argparse.Namespace) -> int:
+    from service import client
+
+    settings = Settings.from_env()
+    url = (args.url or settings.app_url).rstrip("/")
+    answer = client.trigger(url, args.job, _mint(args, settings))
+    print(json.dumps({"http_status": answer.status, **answer.body}, indent=2))
+    if answer.status not in (200, 202):
+        return 1
+    if not args.wait:
+        return 0
+    run = client.wait_for_run(url, answer.body["id"], lambda: mint_token(settings, "read"), args.wait_timeout)
+    print(json.dumps(run, indent=2))
+    return 0 if run.get("status") == "succeeded" else 1
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from service import client
+
+    settings = Settings.from_env()
+    url = (args.url or settings.app_url).rstrip("/")
+    runs = client.list_runs(
+        url, mint_token(settings, "read"), job=args.job, status=args.status, limit=args.limit
+    )
+    if args.json:
+        print(json.dumps(runs, indent=2))
+    else:
+        print(format_table(runs))
+    return 0
+
+
+def format_table(runs: list[dict[str, Any]]) -> str:
+    """Runs as an aligned text table for people."""
+    columns = ("job", "slot", "attempt", "status", "trigger", "instance", "finished_at", "error")
+    rows = [[str(run.get(c) if run.get(c) is not None else "-")[:60] for c in columns] for run in runs]
+    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines) if runs else "no runs"
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from service.demo import run_demo
+
+    return run_demo()

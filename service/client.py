@@ -1,0 +1,74 @@
+"""A small HTTP client for the service's API (used by the CLI and the demo)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+FINAL_STATUSES = frozenset({"succeeded", "failed", "timed_out", "interrupted", "skipped", "abandoned"})
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer: status code and parsed JSON body."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+def request(
+    method: str, url: str, token: str | None = None, body: bytes | None = None, timeout: float = 10.0
+) -> Answer:
+    """Send one request; HTTP errors are answers too, connection errors raise OSError."""
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310 - operator's URL
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+            return Answer(resp.status, _json(resp.read()), dict(resp.headers))
+    except urllib.error.HTTPError as exc:
+        return Answer(exc.code, _json(exc.read()), dict(exc.headers))
+
+
+def trigger(base_url: str, job: str, token: str) -> Answer:
+    """POST a trigger token for `job`."""
+    return request("POST", f"{base_url}/v1/jobs/{job}/runs", token, b"{}")
+
+
+def wait_for_run(base_url: str, run_id: str, token_factory: Any, timeout: float = 3600) -> dict[str, Any]:
+    """Poll a run until it reaches a final status (or `timeout` seconds pass); return it."""
+    end = time.monotonic() + timeout
+    delay = 0.1
+    while True:
+        answer = request("GET", f"{base_url}/v1/runs/{run_id}", token_factory())
+        if answer.status != 200:
+            raise OSError(f"GET /v1/runs/{run_id} answered {answer.status}: {answer.body}")
+        if answer.body.get("status") in FINAL_STATUSES or time.monotonic() > end:
+            return answer.body
+        time.sleep(delay)
+        delay = min(delay * 1.5, 2.0)
+
+
+def list_runs(base_url: str, token: str, **filters: Any) -> list[dict[str, Any]]:
+    """GET /v1/runs with filters (job, status, limit)."""
+    query = urlencode({k: v for k, v in filters.items() if v is not None})
+    answer = request("GET", f"{base_url}/v1/runs?{query}", token)
+    if answer.status != 200:
+        raise OSError(f"GET /v1/runs answered {answer.status}: {answer.body.get('message', answer.body)}")
+    runs: list[dict[str, Any]] = answer.body["runs"]
+    return runs
+
+
+def _json(data: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(data or b"{}")
+    except ValueError:
+        return {"raw": data[:200].decode("utf-8", "replace")}
+    return parsed if isinstance(parsed, dict) else {"value": parsed}

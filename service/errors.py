@@ -1,0 +1,63 @@
+"""Domain errors, each carrying its HTTP status and contract code; mapped to HTTP once, in api."""
+
+from __future__ import annotations
+
+
+class ConfigError(Exception):
+    """Bad configuration: the process refuses to start with this one-line reason."""
+
+
+class ServiceError(Exception):
+    """An error with a place in the HTTP contract: `{"error": code, "message": text}`."""
+
+    status = 500
+    code = "internal"
+    retry_after: int | None = None
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Malformed(ServiceError):
+    status, code = 400, "malformed"
+
+
+class TokenMissing(ServiceError):
+    status, code = 401, "token_missing"
+
+
+class TokenInvalid(ServiceError):
+    status, code = 401, "token_invalid"
+
+
+class TokenExpired(ServiceError):
+    status, code = 401, "token_expired"
+
+
+class TokenReplayed(ServiceError):
+    status, code = 401, "token_replayed"
+
+
+class JobMismatch(ServiceError):
+    status, code = 403, "job_mismatch"
+
+
+class UnknownJob(ServiceError):
+    status, code = 404, "unknown_job"
+
+
+class RunNotFound(ServiceError):
+    status, code = 404, "not_found"
+
+
+class BodyTooLarge(ServiceError):
+    status, code = 413, "too_large"
+
+
+class Draining(ServiceError):
+    status, code, retry_after = 503, "draining", 1
+
+
+class LedgerUnavailable(ServiceError):
+    status, code, retry_after = 503, "ledger_unavailable", 2

@@ -1,0 +1,67 @@
+"""The Flask extension: mounts batch-trigger's endpoints into any Flask app (`init_app` style)."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from service.alerts import Alerts
+from service.auth import TokenVerifier
+from service.config import Settings
+from service.errors import Draining, LedgerUnavailable
+from service.jobs import Registry, load_jobs
+from service.ledger import Ledger, open_ledger
+from service.runner import Runner
+
+log = logging.getLogger("batch_trigger")
+
+
+class BatchTrigger:
+    """batch-trigger inside a Flask app: `BatchTrigger(app)` or `ext.init_app(app)`."""
+
+    settings: Settings
+    registry: Registry
+    ledger: Ledger
+    verifier: TokenVerifier
+    alerts: Alerts
+    runner: Runner
+
+    def __init__(
+        self, app: Flask | None = None, *, settings: Settings | None = None, url_prefix: str = ""
+    ) -> None:
+        self._settings = settings
+        self.url_prefix = url_prefix
+        self.draining = False
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask, settings: Settings | None = None) -> None:
+        """Read settings (environment unless given), load jobs, and register the endpoints."""
+        from service.api import blueprint  # the blueprint imports this module for its state type
+
+        self.settings = settings or self._settings or Settings.from_env()
+        self.registry = load_jobs(self.settings.batch_modules)
+        self.ledger = open_ledger(self.settings.ledger_url)
+        try:
+            self.ledger.ensure_schema()
+        except LedgerUnavailable as exc:
+            # Start anyway: /readyz reports the outage and claims answer 503 until it ends.
+            log.error("ledger not ready at start: %s", exc)
+        self.verifier = TokenVerifier(self.settings)
+        self.alerts = Alerts(
+            self.settings.slack_webhook_url, self.settings.timezone, self.settings.instance_id
+        )
+        self.runner = Runner(self.settings, self.registry, self.alerts)
+        self.answers: dict[int, int] = {}
+        app.extensions["batch_trigger"] = self
+        app.register_blueprint(blueprint, url_prefix=self.url_prefix or None)
+
+    def refuse_when_draining(self) -> None:
+        """Raise Draining once this instance stopped taking new claims."""
+        if self.draining:
+            raise Draining("this instance is shutting down; retry, another instance will answer")
+
+    def count_answer(self, status: int) -> None:
+        """Count a trigger answer by HTTP status (exposed by the metrics endpoint)."""
+        self.answers[status] = self.answers.get(status, 0) + 1

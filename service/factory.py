@@ -1,0 +1,17 @@
+"""The standalone app: `create_app()` builds the Flask app that `service.wsgi` serves."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from service.config import Settings
+from service.extension import BatchTrigger
+from service.logs import configure_logging
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the standalone service from settings (default: the environment)."""
+    configure_logging()
+    app = Flask("batch_trigger")
+    BatchTrigger(app, settings=settings)
+    return app

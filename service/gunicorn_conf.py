@@ -1,0 +1,31 @@
+"""gunicorn settings shipped with the package: `gunicorn -c python:service.gunicorn_conf ...`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+bind = [os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")]
+workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
+worker_class = "sync"
+timeout = 30
+graceful_timeout = 30
+accesslog = "-"
+errorlog = "-"
+# gunicorn 27 opens a control socket under $HOME by default. The service needs no runtime
+# control channel, and in the container the non-root user has no writable home: turn it off.
+control_socket_disable = True
+
+
+def on_starting(server: Any) -> None:
+    """Check the configuration once in the arbiter: bad settings stop start-up with one line."""
+    from service.config import Settings
+    from service.errors import ConfigError
+    from service.jobs import load_jobs
+
+    try:
+        load_jobs(Settings.from_env().batch_modules)
+    except ConfigError as exc:
+        print(f"batch-trigger: configuration error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)

@@ -1,0 +1,160 @@
+"""Jobs: the `@job` decorator, the registry it fills, and the context a job is called with."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo
+
+from service.errors import ConfigError, UnknownJob
+
+if TYPE_CHECKING:
+    from service.ledger import Ledger
+
+JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+Overlap = Literal["forbid", "allow"]
+
+
+class RunCancelled(Exception):
+    """Raised at a heartbeat once the instance asked the batch to stop (timeout or drain)."""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A registered job and its policy."""
+
+    name: str
+    fn: Callable[[JobContext], Any]
+    overlap: Overlap = "forbid"
+    timeout: float = 3600
+    retry_abandoned: bool = True
+
+    @property
+    def description(self) -> str:
+        """The first line of the job function's docstring."""
+        return (self.fn.__doc__ or "").strip().splitlines()[0] if self.fn.__doc__ else ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The job's policy as the HTTP API shows it."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "overlap": self.overlap,
+            "timeout": self.timeout,
+            "retry_abandoned": self.retry_abandoned,
+        }
+
+
+@dataclass
+class JobContext:
+    """What a job receives: which run this is, its logical date, a bound logger, cancellation."""
+
+    run_id: str
+    job: str
+    slot: datetime
+    logical_date: date
+    attempt: int
+    params: dict[str, Any]
+    logger: logging.LoggerAdapter[logging.Logger]
+    timezone: ZoneInfo
+    ledger: Ledger
+    artefact_dir: Path
+    _cancelled: list[bool] = field(default_factory=lambda: [False], repr=False)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the instance asked this batch to stop (timeout, drain)."""
+        return self._cancelled[0]
+
+    def cancel(self) -> None:
+        """Mark the run as asked to stop (called from the batch's SIGTERM handler)."""
+        self._cancelled[0] = True
+
+    def heartbeat(self) -> None:
+        """A checkpoint for long batches: raises RunCancelled once the run was asked to stop.
+
+        The instance renews the run's lease by itself while the batch process lives; a batch
+        calls this between units of work so that a timeout or drain stops it cleanly.
+        """
+        if self.cancelled:
+            raise RunCancelled(f"run {self.run_id} was asked to stop")
+
+
+class Registry:
+    """Jobs by name."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, JobSpec] = {}
+
+    def add(self, spec: JobSpec) -> None:
+        """Register a job; a second, different job under the same name is a configuration error."""
+        existing = self._jobs.get(spec.name)
+        if existing is not None and existing.fn.__qualname__ != spec.fn.__qualname__:
+            raise ConfigError(
+                f"two jobs are named {spec.name!r}: {existing.fn.__module__} and {spec.fn.__module__}"
+            )
+        self._jobs[spec.name] = spec
+
+    def get(self, name: str) -> JobSpec:
+        """The job of that name, or UnknownJob."""
+        try:
+            return self._jobs[name]
+        except KeyError:
+            raise UnknownJob(f"no job named {name[:64]!r} is registered") from None
+
+    def names(self) -> list[str]:
+        """Registered job names, sorted."""
+        return sorted(self._jobs)
+
+    def __iter__(self) -> Iterator[JobSpec]:
+        return iter(self._jobs[name] for name in self.names())
+
+
+#: The process-wide registry that `@job` fills when a batch module is imported.
+REGISTRY = Registry()
+
+
+def job(
+    name: str,
+    *,
+    overlap: Overlap = "forbid",
+    timeout: float = 3600,
+    retry_abandoned: bool = True,
+) -> Callable[[Callable[[JobContext], Any]], Callable[[JobContext], Any]]:
+    """Register the decorated function `fn(ctx)` as the job `name` with its policy."""
+    if not JOB_NAME.match(name):
+        raise ConfigError(f"job name {name!r} must be lower-case letters, digits, '-' or '_'")
+    if overlap not in ("forbid", "allow"):
+        raise ConfigError(f"job {name!r}: overlap must be 'forbid' or 'allow', not {overlap!r}")
+    if not timeout > 0:
+        raise ConfigError(f"job {name!r}: timeout must be positive seconds")
+
+    def register(fn: Callable[[JobContext], Any]) -> Callable[[JobContext], Any]:
+        REGISTRY.add(JobSpec(name, fn, overlap, float(timeout), retry_abandoned))
+        return fn
+
+    return register
+
+
+def load_jobs(modules: Iterable[str]) -> Registry:
+    """Import the shipped batches and the named modules; their `@job`s fill the registry."""
+    import service.batches
+
+    names = [f"service.batches.{m.name}" for m in pkgutil.iter_modules(service.batches.__path__)]
+    for module in [*names, *modules]:
+        try:
+            importlib.import_module(module)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ConfigError(
+                f"BATCH_MODULES: cannot import {module!r}: {type(exc).__name__}: {exc}"
+            ) from None
+    return REGISTRY

@@ -1,0 +1,247 @@
+"""The run ledger's domain and shared rules; backends implement a few small private methods."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Literal
+
+from service.errors import TokenReplayed
+from service.slots import format_slot
+
+
+class Status(StrEnum):
+    """Where a run is in its life; see DESIGN.md for the transitions."""
+
+    ACCEPTED = "accepted"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    INTERRUPTED = "interrupted"
+    SKIPPED = "skipped"
+    ABANDONED = "abandoned"
+
+
+ACTIVE = frozenset({Status.ACCEPTED, Status.RUNNING})
+FAILURES = frozenset({Status.FAILED, Status.TIMED_OUT, Status.INTERRUPTED, Status.ABANDONED})
+
+
+@dataclass(frozen=True)
+class Run:
+    """One attempt at one (job, slot): a row of the ledger."""
+
+    id: str
+    job: str
+    slot: datetime
+    attempt: int
+    status: Status
+    trigger: str
+    created_at: datetime
+    event_id: str | None = None
+    instance: str | None = None
+    started_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    finished_at: datetime | None = None
+    lease_until: datetime | None = None
+    error: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        """True while the run is accepted or running."""
+        return self.status in ACTIVE
+
+    def to_json(self) -> dict[str, Any]:
+        """The run as the HTTP API shows it: RFC 3339 UTC times, string id."""
+        data = asdict(self)
+        data.pop("lease_until")
+        data["status"] = self.status.value
+        for name, value in data.items():
+            if isinstance(value, datetime):
+                data[name] = format_slot(value)
+        return data
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """What a trigger asks the ledger for."""
+
+    job: str
+    slot: datetime
+    trigger: Literal["schedule", "manual"]
+    instance: str
+    overlap: Literal["forbid", "allow"] = "forbid"
+    force: bool = False
+    event_id: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The ledger's answer to a claim: a new run, the slot's existing run, or a skipped one."""
+
+    run: Run
+    outcome: Literal["new", "duplicate", "overlap"]
+
+
+class Ledger(ABC):
+    """Shared rules of the run ledger; subclasses supply storage primitives."""
+
+    #: The share of token checks that also prune expired token records.
+    prune_probability = 0.01
+
+    def claim(self, request: ClaimRequest, now: datetime) -> Claim:
+        """Claim (job, slot) atomically: the first caller gets a new run, later ones the same run."""
+        with self._claim_transaction(request.job):
+            latest = self._latest_attempt(request.job, request.slot)
+            if latest is not None and (latest.active or not request.force):
+                return Claim(latest, "duplicate")
+            blocker = None
+            if request.overlap == "forbid":
+                blocker = self._active_run_of_other_slot(request.job, request.slot)
+            run = Run(
+                id=uuid.uuid4().hex,
+                job=request.job,
+                slot=request.slot,
+                attempt=latest.attempt + 1 if latest else 1,
+                status=Status.SKIPPED if blocker else Status.ACCEPTED,
+                trigger=request.trigger,
+                created_at=now,
+                event_id=request.event_id,
+                instance=request.instance,
+                finished_at=now if blocker else None,
+                error=f"overlap: slot {format_slot(blocker.slot)} is {blocker.status}" if blocker else None,
+                params=request.params,
+            )
+            # The uniqueness constraint on (job, slot, attempt) is the final word, even if a
+            # backend's transaction were weaker than we believe.
+            if not self._insert(run):
+                existing = self._latest_attempt(request.job, request.slot)
+                assert existing is not None
+                return Claim(existing, "duplicate")
+        return Claim(run, "overlap" if blocker else "new")
+
+    def consume_token(self, jti: str, expires_at: datetime, now: datetime) -> None:
+        """Record a token id as used; a second use raises TokenReplayed."""
+        if random.random() < self.prune_probability:  # noqa: S311 - load spreading, not security
+            self._prune_tokens(now)
+        if not self._insert_token(jti, expires_at):
+            raise TokenReplayed("this token was already used; mint a fresh one")
+
+    def start(self, run_id: str, instance: str, now: datetime, lease: timedelta) -> Run | None:
+        """Move an accepted run to running on this instance, with a first lease."""
+        return self._transition(
+            run_id,
+            {Status.ACCEPTED},
+            status=Status.RUNNING,
+            instance=instance,
+            started_at=now,
+            heartbeat_at=now,
+            lease_until=now + lease,
+        )
+
+    def heartbeat(self, run_id: str, now: datetime, lease: timedelta) -> bool:
+        """Renew a running run's lease; False when the run is no longer running (stop it)."""
+        renewed = self._transition(run_id, {Status.RUNNING}, heartbeat_at=now, lease_until=now + lease)
+        return renewed is not None
+
+    def finish(self, run_id: str, status: Status, now: datetime, error: str | None = None) -> Run | None:
+        """Record an active run's outcome; None when it had already ended (e.g. abandoned)."""
+        return self._transition(run_id, set(ACTIVE), status=status, finished_at=now, error=_short(error))
+
+    def expire_leases(self, now: datetime, accept_timeout: timedelta) -> list[Run]:
+        """Mark runs whose instance stopped renewing their lease `abandoned`; return them."""
+        return self._abandon_expired(now, now - accept_timeout)
+
+    def get(self, run_id: str) -> Run | None:
+        """One run by id."""
+        return self._select_one(run_id)
+
+    def runs(self, *, job: str | None = None, status: Status | None = None, limit: int = 50) -> list[Run]:
+        """Runs, newest first, optionally filtered."""
+        return self._select_many(job=job, status=status, limit=max(1, min(limit, 1000)))
+
+    def runs_between(self, start: datetime, end: datetime) -> list[Run]:
+        """Runs created in [start, end), oldest first (for the history jobs)."""
+        return self._select_created_between(start, end)
+
+    def last_runs(self, jobs: Sequence[str]) -> dict[str, Run]:
+        """The newest run of each named job that has one."""
+        found = {}
+        for job in jobs:
+            latest = self._select_many(job=job, status=None, limit=1)
+            if latest:
+                found[job] = latest[0]
+        return found
+
+    @abstractmethod
+    def ensure_schema(self) -> None:
+        """Create or migrate the schema; safe to call from many processes at once."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise LedgerUnavailable unless the store answers."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release this process's connections."""
+
+    # Storage primitives. Each raises LedgerUnavailable (never a driver error) when the store fails.
+    @abstractmethod
+    def _claim_transaction(self, job: str) -> AbstractContextManager[None]:
+        """A transaction in which no other claim of `job` interleaves."""
+
+    @abstractmethod
+    def _latest_attempt(self, job: str, slot: datetime) -> Run | None: ...
+
+    @abstractmethod
+    def _active_run_of_other_slot(self, job: str, slot: datetime) -> Run | None: ...
+
+    @abstractmethod
+    def _insert(self, run: Run) -> bool:
+        """Insert unless (job, slot, attempt) exists; True when inserted."""
+
+    @abstractmethod
+    def _transition(self, run_id: str, allowed: set[Status], **changes: Any) -> Run | None:
+        """Apply changes only if the run's status is in `allowed`; the updated run or None."""
+
+    @abstractmethod
+    def _abandon_expired(self, now: datetime, accepted_before: datetime) -> list[Run]: ...
+
+    @abstractmethod
+    def _insert_token(self, jti: str, expires_at: datetime) -> bool: ...
+
+    @abstractmethod
+    def _prune_tokens(self, now: datetime) -> None: ...
+
+    @abstractmethod
+    def _select_one(self, run_id: str) -> Run | None: ...
+
+    @abstractmethod
+    def _select_many(self, *, job: str | None, status: Status | None, limit: int) -> list[Run]: ...
+
+    @abstractmethod
+    def _select_created_between(self, start: datetime, end: datetime) -> list[Run]: ...
+
+
+def _short(error: str | None, limit: int = 500) -> str | None:
+    if error is None or len(error) <= limit:
+        return error
+    return error[: limit - 1] + "…"
+
+
+def with_changes(run: Run, changes: dict[str, Any]) -> Run:
+    """A copy of `run` with changed fields (used by backends after an update)."""
+    return replace(run, **changes)
+
+
+def iter_fields() -> Iterator[str]:
+    """Column names in the order backends store them."""
+    yield from Run.__dataclass_fields__

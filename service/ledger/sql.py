@@ -1,0 +1,147 @@
+"""The ledger's storage primitives in SQL shared by the SQLite and PostgreSQL backends."""
+
+from __future__ import annotations
+
+import json
+from abc import abstractmethod
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from service.ledger.base import Ledger, Run, Status
+
+COLUMNS = (
+    "id",
+    "job",
+    "slot",
+    "attempt",
+    "status",
+    "trigger",
+    "created_at",
+    "event_id",
+    "instance",
+    "started_at",
+    "heartbeat_at",
+    "finished_at",
+    "lease_until",
+    "error",
+    "params",
+)
+_TIMES = frozenset({"slot", "created_at", "started_at", "heartbeat_at", "finished_at", "lease_until"})
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM runs"
+_RETURNING = f" RETURNING {', '.join(COLUMNS)}"
+_ACTIVE_SQL = "('accepted', 'running')"
+
+
+class SqlLedger(Ledger):
+    """Implements the ledger primitives with portable SQL; backends supply a connection."""
+
+    @abstractmethod
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement (placeholders are `?`) and return its rows; errors → LedgerUnavailable."""
+
+    @abstractmethod
+    def _encode_time(self, value: datetime) -> Any: ...
+
+    @abstractmethod
+    def _decode_time(self, value: Any) -> datetime: ...
+
+    def _encode(self, name: str, value: Any) -> Any:
+        if value is None:
+            return None
+        if name in _TIMES:
+            return self._encode_time(value)
+        if name == "params":
+            return json.dumps(value, separators=(",", ":"), sort_keys=True)
+        if name == "status":
+            return str(value)
+        return value
+
+    def _run(self, row: Sequence[Any]) -> Run:
+        values = dict(zip(COLUMNS, row, strict=True))
+        for name in _TIMES:
+            if values[name] is not None:
+                values[name] = self._decode_time(values[name])
+        params = values["params"]
+        values["params"] = json.loads(params) if isinstance(params, str) else (params or {})
+        values["status"] = Status(values["status"])
+        return Run(**values)
+
+    def _latest_attempt(self, job: str, slot: datetime) -> Run | None:
+        rows = self._query(
+            f"{_SELECT} WHERE job = ? AND slot = ? ORDER BY attempt DESC LIMIT 1",
+            (job, self._encode_time(slot)),
+        )
+        return self._run(rows[0]) if rows else None
+
+    def _active_run_of_other_slot(self, job: str, slot: datetime) -> Run | None:
+        rows = self._query(
+            f"{_SELECT} WHERE job = ? AND status IN {_ACTIVE_SQL} AND slot <> ? LIMIT 1",
+            (job, self._encode_time(slot)),
+        )
+        return self._run(rows[0]) if rows else None
+
+    def _insert(self, run: Run) -> bool:
+        values = [self._encode(name, getattr(run, name)) for name in COLUMNS]
+        rows = self._query(
+            f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+            " ON CONFLICT (job, slot, attempt) DO NOTHING RETURNING id",
+            values,
+        )
+        return bool(rows)
+
+    def _transition(self, run_id: str, allowed: set[Status], **changes: Any) -> Run | None:
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+        statuses = ", ".join("?" for _ in allowed)
+        rows = self._query(
+            f"UPDATE runs SET {assignments} WHERE id = ? AND status IN ({statuses}){_RETURNING}",
+            [self._encode(n, v) for n, v in changes.items()] + [run_id, *map(str, allowed)],
+        )
+        return self._run(rows[0]) if rows else None
+
+    def _abandon_expired(self, now: datetime, accepted_before: datetime) -> list[Run]:
+        # One UPDATE decides: where several instances sweep at once, each run changes once.
+        rows = self._query(
+            "UPDATE runs SET status = 'abandoned', finished_at = ?,"
+            " error = 'lease expired: instance ' || COALESCE(instance, '?') || ' stopped renewing it'"
+            " WHERE (status = 'running' AND lease_until < ?)"
+            " OR (status = 'accepted' AND created_at < ?)" + _RETURNING,
+            (self._encode_time(now), self._encode_time(now), self._encode_time(accepted_before)),
+        )
+        return [self._run(row) for row in rows]
+
+    def _insert_token(self, jti: str, expires_at: datetime) -> bool:
+        rows = self._query(
+            "INSERT INTO used_tokens (jti, expires_at) VALUES (?, ?)"
+            " ON CONFLICT (jti) DO NOTHING RETURNING jti",
+            (jti, self._encode_time(expires_at)),
+        )
+        return bool(rows)
+
+    def _prune_tokens(self, now: datetime) -> None:
+        self._query("DELETE FROM used_tokens WHERE expires_at < ?", (self._encode_time(now),))
+
+    def _select_one(self, run_id: str) -> Run | None:
+        rows = self._query(f"{_SELECT} WHERE id = ?", (run_id,))
+        return self._run(rows[0]) if rows else None
+
+    def _select_many(self, *, job: str | None, status: Status | None, limit: int) -> list[Run]:
+        where, args = [], []
+        if job is not None:
+            where.append("job = ?")
+            args.append(job)
+        if status is not None:
+            where.append("status = ?")
+            args.append(str(status))
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self._query(
+            f"{_SELECT}{clause} ORDER BY created_at DESC, attempt DESC LIMIT ?", [*args, limit]
+        )
+        return [self._run(row) for row in rows]
+
+    def _select_created_between(self, start: datetime, end: datetime) -> list[Run]:
+        rows = self._query(
+            f"{_SELECT} WHERE created_at >= ? AND created_at < ? ORDER BY created_at",
+            (self._encode_time(start), self._encode_time(end)),
+        )
+        return [self._run(row) for row in rows]

@@ -1,0 +1,133 @@
+"""SQLite ledger: the embedded default for one host, safe across gunicorn workers and processes."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from service.errors import LedgerUnavailable
+from service.ledger.sql import SqlLedger
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    job TEXT NOT NULL,
+    slot TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    event_id TEXT,
+    instance TEXT,
+    started_at TEXT,
+    heartbeat_at TEXT,
+    finished_at TEXT,
+    lease_until TEXT,
+    error TEXT,
+    params TEXT NOT NULL DEFAULT '{}',
+    UNIQUE (job, slot, attempt)
+);
+CREATE INDEX IF NOT EXISTS runs_job_status ON runs (job, status);
+CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
+CREATE INDEX IF NOT EXISTS runs_status_lease ON runs (status, lease_until);
+CREATE TABLE IF NOT EXISTS used_tokens (jti TEXT PRIMARY KEY, expires_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS used_tokens_expiry ON used_tokens (expires_at);
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+"""
+# Fixed width, so that text order is time order in SQL comparisons.
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+class SqliteLedger(SqlLedger):
+    """The ledger in one SQLite file in WAL mode; one connection per process and thread."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._local = threading.local()
+        self._pid = os.getpid()
+        # Connections inherited across fork must never be used or closed by the child
+        # (https://www.sqlite.org/howtocorrupt.html#_carrying_an_open_database_connection_across_a_fork_);
+        # the child keeps them referenced and opens its own.
+        self._inherited: list[Any] = []
+
+    def ensure_schema(self) -> None:
+        """Create the tables and switch the file to WAL; idempotent."""
+        if Path(self.path).parent != Path(""):
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = self._connection()
+        with self._errors():
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
+            with self._transaction(conn):
+                if not conn.execute("SELECT version FROM schema_version").fetchall():
+                    conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+
+    def ping(self) -> None:
+        """Raise LedgerUnavailable unless the file answers a query."""
+        self._query("SELECT 1")
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._pid == os.getpid():
+            conn.close()
+        self._local = threading.local()
+
+    @contextmanager
+    def _claim_transaction(self, job: str) -> Iterator[None]:
+        # BEGIN IMMEDIATE takes the database's write lock up front: claims serialise across
+        # every worker and process on the host, with no read-then-write window.
+        with self._transaction(self._connection()):
+            yield
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._errors():
+            return self._connection().execute(sql, tuple(args)).fetchall()
+
+    def _encode_time(self, value: datetime) -> str:
+        return value.astimezone(UTC).strftime(_TIME_FORMAT)
+
+    def _decode_time(self, value: Any) -> datetime:
+        return datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():
+            self._inherited.append(self._local)
+            self._local, self._pid = threading.local(), os.getpid()
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            with self._errors():
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+                # NORMAL in WAL mode: a commit survives a process crash; only an OS crash or power
+                # loss may lose the newest commits (https://www.sqlite.org/pragma.html#pragma_synchronous).
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
+        with self._errors():
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        with self._errors():
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise LedgerUnavailable(f"SQLite ledger unavailable: {exc}") from exc
