@@ -1,0 +1,1 @@
+"""Test helpers for lambda_trigger: a Slack receiver, a fault-injecting proxy, shared events."""
