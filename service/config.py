@@ -52,6 +52,9 @@ class Settings:
     lease_seconds: int = 60
     heartbeat_seconds: int = 15
     drain_grace_seconds: int = 30
+    drain_notice_seconds: int = 10
+    kill_grace_seconds: int = 10
+    run_dir: str | None = None
     batch_nice: int = 10
     artefact_dir: str = "artefacts"
     token_leeway_seconds: int = 30
@@ -76,6 +79,9 @@ class Settings:
             lease_seconds=_seconds(env, "LEASE_SECONDS", 60),
             heartbeat_seconds=_seconds(env, "HEARTBEAT_SECONDS", 15),
             drain_grace_seconds=_seconds(env, "DRAIN_GRACE_SECONDS", 30, minimum=0),
+            drain_notice_seconds=_seconds(env, "DRAIN_NOTICE_SECONDS", 10, minimum=0),
+            kill_grace_seconds=_seconds(env, "KILL_GRACE_SECONDS", 10),
+            run_dir=env.get("RUN_DIR") or None,
             batch_nice=_integer(env, "BATCH_NICE", 10, minimum=0, maximum=19),
             artefact_dir=env.get("ARTEFACT_DIR", "artefacts"),
             token_leeway_seconds=_integer(env, "TOKEN_LEEWAY_SECONDS", 30, minimum=0, maximum=30),

@@ -9,6 +9,7 @@ from flask import Flask
 from service.alerts import Alerts
 from service.auth import TokenVerifier
 from service.config import Settings
+from service.drain import worker_is_draining
 from service.errors import Draining, LedgerUnavailable
 from service.jobs import Registry, load_jobs
 from service.ledger import Ledger, open_ledger
@@ -32,7 +33,7 @@ class BatchTrigger:
     ) -> None:
         self._settings = settings
         self.url_prefix = url_prefix
-        self.draining = False
+        self._draining = False
         if app is not None:
             self.init_app(app)
 
@@ -56,6 +57,15 @@ class BatchTrigger:
         self.answers: dict[int, int] = {}
         app.extensions["batch_trigger"] = self
         app.register_blueprint(blueprint, url_prefix=self.url_prefix or None)
+
+    @property
+    def draining(self) -> bool:
+        """True once this instance stopped taking new claims (SIGTERM under gunicorn, or `drain()`)."""
+        return self._draining or worker_is_draining(self.settings.run_dir)
+
+    def drain(self) -> None:
+        """Stop taking new claims in this process (for hosts that manage shutdown themselves)."""
+        self._draining = True
 
     def refuse_when_draining(self) -> None:
         """Raise Draining once this instance stopped taking new claims."""

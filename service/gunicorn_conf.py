@@ -29,3 +29,12 @@ def on_starting(server: Any) -> None:
     except ConfigError as exc:
         print(f"batch-trigger: configuration error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+def when_ready(server: Any) -> None:
+    """Drain on SIGTERM: `/readyz` and claims answer 503 before the listener closes."""
+    from service import drain
+    from service.config import Settings
+
+    settings = Settings.from_env()
+    drain.install(server, settings.drain_notice_seconds, settings.run_dir)

@@ -19,7 +19,6 @@ from service.ledger import FAILURES, Ledger, Run, Status, open_ledger
 from service.slots import format_slot, logical_date, utcnow
 
 log = logging.getLogger("batch_trigger.runner")
-KILL_GRACE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ class Runner:
                 return _exit_outcome(code, batch.error_text())
             now = time.monotonic()
             if now >= deadline:
-                batch.stop(KILL_GRACE_SECONDS)
+                batch.stop(self.settings.kill_grace_seconds)
                 return Outcome(Status.TIMED_OUT, f"exceeded its timeout of {spec.timeout:g} s")
             if now >= next_beat:
                 next_beat = now + beat_every
@@ -91,7 +90,7 @@ class Runner:
                 if not still_ours:
                     # Another instance declared this run lost: stop, so the body never runs twice at once.
                     log.warning("run no longer ours; stopping the batch", extra=_fields(run))
-                    batch.stop(KILL_GRACE_SECONDS)
+                    batch.stop(self.settings.kill_grace_seconds)
                     return None
 
     def _record(self, ledger: Ledger, run: Run, outcome: Outcome) -> None:

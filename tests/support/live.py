@@ -1,0 +1,104 @@
+"""A live service for tests: real gunicorn on loopback, a real SQLite file, real tokens."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from service import client
+from service.auth import mint_token
+from service.config import Settings
+from service.devserver import ServiceProcess
+from service.slots import format_slot
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class LiveService(ServiceProcess):
+    """gunicorn serving the app with test jobs (`tests.jobs`), plus helpers to talk to it."""
+
+    def __init__(self, work: Path, slack_url: str | None = None, *, workers: int = 3, **env: str) -> None:
+        self.work = work
+        self.secret = secrets.token_urlsafe(36)
+        self.ledger_path = work / "ledger.db"
+        self.counter_dir = work / "counts"
+        self.counter_dir.mkdir(parents=True, exist_ok=True)
+        base = {
+            "LEDGER_URL": f"sqlite:///{self.ledger_path}",
+            "TRIGGER_SECRET": self.secret,
+            "BATCH_MODULES": "tests.jobs",
+            "BATCH_TIMEZONE": "Asia/Tokyo",
+            "ARTEFACT_DIR": str(work / "artefacts"),
+            "TEST_COUNTER_DIR": str(self.counter_dir),
+            "INSTANCE_ID": "test-1",
+            "KILL_GRACE_SECONDS": "1",
+            "DRAIN_NOTICE_SECONDS": "0",
+            "RUN_DIR": str(work / "run"),
+            "PYTHONPATH": str(REPO),
+        }
+        if slack_url:
+            base["SLACK_WEBHOOK_URL"] = slack_url
+        base.update(env)
+        super().__init__(base, workers=workers, log_path=work / "service.log")
+        self.settings = Settings.from_env(self.env)
+
+    def mint(self, job: str, slot: str | datetime | None = None, **kwargs: Any) -> str:
+        """A valid trigger token for `job` and `slot` (default: a slot no other test uses)."""
+        when = slot if isinstance(slot, datetime) else _parse(slot) if slot else unique_slot()
+        return mint_token(self.settings, job, slot=when, **kwargs)
+
+    def read_token(self) -> str:
+        """A valid token for the read endpoints."""
+        return mint_token(self.settings, "read")
+
+    def post(self, job: str, token: str | None, body: bytes = b"{}", **headers: str) -> client.Answer:
+        """POST /v1/jobs/{job}/runs with a bearer token (or none)."""
+        return client.request("POST", f"{self.url}/v1/jobs/{job}/runs", token, body)
+
+    def get(self, path: str, token: str | None = None) -> client.Answer:
+        """GET a path with a read token (unless one is given)."""
+        return client.request("GET", f"{self.url}{path}", token or self.read_token())
+
+    def runs(self, job: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Runs from the HTTP API, newest first."""
+        return client.list_runs(self.url, self.read_token(), job=job, limit=limit)
+
+    def wait_final(self, run_id: str, timeout: float = 30) -> dict[str, Any]:
+        """Wait until the run reaches a final status; return it."""
+        return client.wait_for_run(self.url, run_id, self.read_token, timeout)
+
+    def executions(self, job: str) -> list[str]:
+        """What the counting test job recorded: one line per time its body ran."""
+        path = self.counter_dir / job
+        return path.read_text().splitlines() if path.exists() else []
+
+    def log_text(self) -> str:
+        """Everything gunicorn and the app wrote."""
+        assert self.log_path is not None
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+_counter = iter(range(1, 10**9))
+
+
+def unique_slot() -> datetime:
+    """A slot no other test in this run uses."""
+    base = datetime(2030, 1, 1, tzinfo=UTC)
+    return base + timedelta(minutes=next(_counter))
+
+
+def _parse(text: str) -> datetime:
+    from service.slots import parse_slot
+
+    return parse_slot(text)
+
+
+def dumps(value: Any) -> bytes:
+    """JSON bytes."""
+    return json.dumps(value).encode()
+
+
+__all__ = ["LiveService", "format_slot", "unique_slot"]

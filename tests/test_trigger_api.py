@@ -1,0 +1,188 @@
+"""The trigger endpoint's contract under real gunicorn: every answer of the POST row."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.support.live import LiveService, dumps, format_slot, unique_slot
+
+
+def _claims(service: LiveService, job: str = "count", **overrides: object) -> dict[str, object]:
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "iss": "test",
+        "aud": "batch-trigger",
+        "sub": job,
+        "iat": now,
+        "exp": now + 60,
+        "jti": uuid.uuid4().hex,
+        "slot": format_slot(unique_slot()),
+    }
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def _signed(
+    service: LiveService, claims: dict[str, object], key: str | None = None, alg: str = "HS256"
+) -> str:
+    return jwt.encode(claims, key or service.secret, algorithm=alg)
+
+
+def _error(answer: object) -> str:
+    return str(getattr(answer, "body", {}).get("error"))
+
+
+def test_it_answers_202_with_the_run_and_its_location(service: LiveService) -> None:
+    answer = service.post("count", service.mint("count"))
+    assert answer.status == 202
+    assert answer.body["status"] == "accepted" and answer.body["attempt"] == 1
+    assert answer.headers["Location"] == f"/v1/runs/{answer.body['id']}"
+    assert service.wait_final(answer.body["id"])["status"] == "succeeded"
+
+
+def test_it_answers_200_duplicate_with_the_same_run_for_a_delivered_slot(service: LiveService) -> None:
+    slot = unique_slot()
+    first = service.post("count", service.mint("count", slot))
+    again = service.post("count", service.mint("count", slot))
+    assert (first.status, again.status) == (202, 200)
+    assert again.body["duplicate"] is True and again.body["id"] == first.body["id"]
+
+
+def test_it_treats_the_same_instant_in_another_offset_as_the_same_slot(service: LiveService) -> None:
+    first = service.post("count", service.mint("count", "2031-05-01T00:00:00+09:00"))
+    again = service.post("count", service.mint("count", "2031-04-30T15:00:00Z"))
+    assert again.status == 200 and again.body["id"] == first.body["id"]
+    assert first.body["slot"] == "2031-04-30T15:00:00Z"
+
+
+def test_it_opens_the_next_attempt_on_force_once_the_slot_finished(service: LiveService) -> None:
+    slot = unique_slot()
+    first = service.post("count", service.mint("count", slot))
+    service.wait_final(first.body["id"])
+    forced = service.post("count", service.mint("count", slot, force=True))
+    assert forced.status == 202 and forced.body["attempt"] == 2
+
+
+def test_it_answers_409_overlap_and_records_a_skipped_run(service: LiveService, slack: object) -> None:
+    running = service.post("slow", service.mint("slow", params={"seconds": 2}))
+    assert running.status == 202
+    other = service.post("slow", service.mint("slow"))
+    assert other.status == 409 and _error(other) == "overlap"
+    skipped = service.get(f"/v1/runs/{other.body['run']['id']}").body
+    assert skipped["status"] == "skipped" and "overlap" in skipped["error"]
+    assert service.wait_final(running.body["id"])["status"] == "succeeded"
+
+
+def test_it_answers_a_skipped_slot_as_a_duplicate_later(service: LiveService) -> None:
+    running = service.post("slow", service.mint("slow", params={"seconds": 1}))
+    slot = unique_slot()
+    assert service.post("slow", service.mint("slow", slot)).status == 409
+    service.wait_final(running.body["id"])
+    later = service.post("slow", service.mint("slow", slot))
+    assert later.status == 200 and later.body["status"] == "skipped" and later.body["duplicate"] is True
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b"not json", b'"text"', b"{"])
+def test_it_answers_400_malformed_for_a_body_that_is_not_a_json_object(
+    service: LiveService, body: bytes
+) -> None:
+    answer = service.post("count", service.mint("count"), body)
+    assert (answer.status, _error(answer)) == (400, "malformed")
+
+
+def test_it_accepts_an_empty_body(service: LiveService) -> None:
+    assert service.post("count", service.mint("count"), b"").status == 202
+
+
+def test_it_answers_413_for_a_body_too_large(service: LiveService) -> None:
+    answer = service.post("count", service.mint("count"), dumps({"pad": "x" * 70_000}))
+    assert (answer.status, _error(answer)) == (413, "too_large")
+
+
+def test_it_answers_403_when_the_token_is_for_another_job(service: LiveService) -> None:
+    answer = service.post("count", service.mint("boom"))
+    assert (answer.status, _error(answer)) == (403, "job_mismatch")
+
+
+def test_it_answers_404_for_an_unknown_job(service: LiveService) -> None:
+    answer = service.post("weekly", service.mint("weekly"))
+    assert (answer.status, _error(answer)) == (404, "unknown_job")
+
+
+def test_it_answers_401_token_missing_without_a_bearer_token(service: LiveService) -> None:
+    assert _error(service.post("count", None)) == "token_missing"
+    from service import client
+
+    answer = client.request("POST", f"{service.url}/v1/jobs/count/runs", None, b"{}")
+    assert answer.status == 401
+
+
+def _rsa_pem() -> bytes:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+TOKEN_FAILURES = {
+    "bad signature": lambda s: _signed(s, _claims(s), key="another-secret-that-is-long-enough-1234"),
+    "alg none": lambda s: jwt.encode(_claims(s), None, algorithm="none"),
+    "alg outside the allowlist (HS512)": lambda s: _signed(s, _claims(s), alg="HS512"),
+    "alg outside the allowlist (RS256)": lambda s: jwt.encode(_claims(s), _rsa_pem(), algorithm="RS256"),
+    "issued in the future": lambda s: _signed(
+        s, _claims(s, iat=int(time.time()) + 120, exp=int(time.time()) + 180)
+    ),
+    "wrong audience": lambda s: _signed(s, _claims(s, aud="another-service")),
+    "lifetime too long": lambda s: _signed(s, _claims(s, iat=int(time.time()), exp=int(time.time()) + 301)),
+    "no slot": lambda s: _signed(s, _claims(s, slot=None)),
+    "slot without offset": lambda s: _signed(s, _claims(s, slot="2026-11-22T15:00:00")),
+    "no jti": lambda s: _signed(s, _claims(s, jti=None)),
+    "unknown kid": lambda s: jwt.encode(_claims(s), s.secret, algorithm="HS256", headers={"kid": "old"}),
+    "not a JWT": lambda s: "not.a.jwt",
+    "params not an object": lambda s: _signed(s, _claims(s, params=[1])),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TOKEN_FAILURES))
+def test_it_answers_401_token_invalid(service: LiveService, case: str) -> None:
+    answer = service.post("count", TOKEN_FAILURES[case](service))
+    assert (answer.status, _error(answer)) == (401, "token_invalid"), answer.body
+    assert service.secret not in str(answer.body)
+
+
+def test_it_answers_401_token_expired(service: LiveService) -> None:
+    now = int(time.time())
+    answer = service.post("count", _signed(service, _claims(service, iat=now - 200, exp=now - 60)))
+    assert (answer.status, _error(answer)) == (401, "token_expired")
+
+
+def test_it_accepts_a_token_within_the_clock_leeway(service: LiveService) -> None:
+    now = int(time.time())
+    answer = service.post("count", _signed(service, _claims(service, iat=now + 20, exp=now + 80)))
+    assert answer.status == 202
+
+
+def test_it_answers_401_token_replayed_for_a_second_use(service: LiveService) -> None:
+    token = service.mint("count")
+    assert service.post("count", token).status == 202
+    answer = service.post("count", token)
+    assert (answer.status, _error(answer)) == (401, "token_replayed")
+
+
+def test_it_records_who_triggered_and_the_event(service: LiveService) -> None:
+    answer = service.post("count", service.mint("count", issuer="lambda", event_id="evt-1", params={"k": 1}))
+    run = service.wait_final(answer.body["id"])
+    assert (run["trigger"], run["event_id"], run["params"], run["instance"]) == (
+        "schedule",
+        "evt-1",
+        {"k": 1},
+        "test-1",
+    )
+    manual = service.post("count", service.mint("count"))
+    assert manual.body["trigger"] == "manual"
