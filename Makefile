@@ -31,5 +31,9 @@ dockerlint: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
+## lambda-zip: build dist/lambda_trigger.zip (handler + pyjwt + slack_sdk; the runtime has boto3)
+lambda-zip: $(STAMP)
+	$(BIN)/python deploy/build_lambda_zip.py --output dist/lambda_trigger.zip
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from lambda_support.lambda_env import load_event
 
 from lambda_trigger.events import Firing, UnreadableEvent, normalise_slot, read_event
+from tests.lambda_support.lambda_env import load_event
 
 
 def test_it_reads_the_job_from_a_default_bus_rule() -> None:
@@ -64,6 +64,7 @@ def test_it_normalises_slots_to_rfc3339_utc(given: str, expected: str) -> None:
         {"job": "daily", "slot": "2026-13-22T15:00:00Z"},
         {"job": "daily", "slot": 1763823600},
         {"job": "daily", "slot": "2026-11-22T15:00:00Z", "event_id": 7},
+        {"job": "daily", "slot": "2026-11-22T15:00:00Z", "event_id": "x" * 201},
     ],
 )
 def test_it_refuses_events_it_cannot_read(event: object) -> None:

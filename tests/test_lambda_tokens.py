@@ -7,11 +7,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from freezegun import freeze_time
-from lambda_support.lambda_env import SECRET
 
 from lambda_trigger.events import Firing
 from lambda_trigger.settings import ConfigurationError, Settings
 from lambda_trigger.tokens import Signer
+from tests.lambda_support.lambda_env import SECRET
 
 FIRING = Firing("daily", "2026-11-22T15:00:00Z", "89d1a02d-5ec7-412e-82f5-13505f849b41", "Daily")
 
@@ -35,8 +35,7 @@ def test_it_mints_the_claims_the_service_expects() -> None:
 
 def test_it_mints_a_fresh_jti_for_every_token() -> None:
     signer = Signer(SECRET)
-    jtis = {jwt.decode(signer.mint(FIRING), options={"verify_signature": False})["jti"]
-            for _ in range(20)}
+    jtis = {jwt.decode(signer.mint(FIRING), options={"verify_signature": False})["jti"] for _ in range(20)}
     assert len(jtis) == 20
 
 
@@ -66,14 +65,19 @@ def test_it_never_shows_the_key_in_a_repr() -> None:
 def test_it_reads_defaults_and_overrides_from_the_environment() -> None:
     defaults = Settings.from_env({"APP_URL": "https://lb.example/", "TRIGGER_SECRET": SECRET})
     assert (defaults.app_url, defaults.audience, defaults.token_lifetime) == (
-        "https://lb.example", "batch-trigger", 60)
-    settings = Settings.from_env({
-        "APP_URL": "https://lb.example",
-        "TRIGGER_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:trigger-AbCdEf",
-        "RULE_JOBS": '{"myapp-prod-Daily": "daily"}',
-        "TOKEN_LIFETIME_SECONDS": "300",
-        "ATTEMPT_TIMEOUT_SECONDS": "2.5",
-    })
+        "https://lb.example",
+        "batch-trigger",
+        60,
+    )
+    settings = Settings.from_env(
+        {
+            "APP_URL": "https://lb.example",
+            "TRIGGER_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:trigger-AbCdEf",
+            "RULE_JOBS": '{"myapp-prod-Daily": "daily"}',
+            "TOKEN_LIFETIME_SECONDS": "300",
+            "ATTEMPT_TIMEOUT_SECONDS": "2.5",
+        }
+    )
     assert settings.rule_jobs == {"myapp-prod-Daily": "daily"}
     assert (settings.token_lifetime, settings.attempt_timeout) == (300, 2.5)
 
@@ -87,14 +91,19 @@ def test_it_reads_defaults_and_overrides_from_the_environment() -> None:
         ({"APP_URL": "http://lb", "TRIGGER_SECRET_ARN": "my-secret"}, "secret ARN"),
         ({"APP_URL": "http://lb", "TRIGGER_SECRET": SECRET, "RULE_JOBS": "{"}, "RULE_JOBS"),
         ({"APP_URL": "http://lb", "TRIGGER_SECRET": SECRET, "RULE_JOBS": '{"A": 1}'}, "RULE_JOBS"),
-        ({"APP_URL": "http://lb", "TRIGGER_SECRET": SECRET, "TOKEN_LIFETIME_SECONDS": "301"},
-         "TOKEN_LIFETIME_SECONDS"),
-        ({"APP_URL": "http://lb", "TRIGGER_SECRET": SECRET, "DEADLINE_SECONDS": "soon"},
-         "DEADLINE_SECONDS"),
-        ({"APP_URL": "http://lb", "TRIGGER_SECRET": SECRET, "TRIGGER_ALGORITHM": "none"},
-         "TRIGGER_ALGORITHM"),
-        ({"APP_URL": "http://lb", "TRIGGER_SECRET": SECRET, "SLACK_WEBHOOK_URL": "hooks"},
-         "SLACK_WEBHOOK_URL"),
+        (
+            {"APP_URL": "http://lb", "TRIGGER_SECRET": SECRET, "TOKEN_LIFETIME_SECONDS": "301"},
+            "TOKEN_LIFETIME_SECONDS",
+        ),
+        ({"APP_URL": "http://lb", "TRIGGER_SECRET": SECRET, "DEADLINE_SECONDS": "soon"}, "DEADLINE_SECONDS"),
+        (
+            {"APP_URL": "http://lb", "TRIGGER_SECRET": SECRET, "TRIGGER_ALGORITHM": "none"},
+            "TRIGGER_ALGORITHM",
+        ),
+        (
+            {"APP_URL": "http://lb", "TRIGGER_SECRET": SECRET, "SLACK_WEBHOOK_URL": "hooks"},
+            "SLACK_WEBHOOK_URL",
+        ),
     ],
 )
 def test_it_fails_loudly_on_bad_configuration(env: dict[str, str], complaint: str) -> None:

@@ -1,1 +1,1 @@
-"""Test helpers for lambda_trigger: a Slack receiver, a fault-injecting proxy, shared events."""
+"""Test helpers for lambda_trigger: a fault-injecting proxy, shared events, Lambda context."""

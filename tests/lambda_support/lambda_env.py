@@ -46,8 +46,13 @@ def configure(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
         "BACKOFF_MAX_SECONDS": "0.4",
     }
     for name in (
-        "TRIGGER_SECRET_ARN", "SLACK_WEBHOOK_URL", "SLACK_WEBHOOK_SECRET_ARN", "RULE_JOBS",
-        "TRIGGER_KID", "TRIGGER_AUDIENCE", "TRIGGER_ALGORITHM",
+        "TRIGGER_SECRET_ARN",
+        "SLACK_WEBHOOK_URL",
+        "SLACK_WEBHOOK_SECRET_ARN",
+        "RULE_JOBS",
+        "TRIGGER_KID",
+        "TRIGGER_AUDIENCE",
+        "TRIGGER_ALGORITHM",
     ):
         monkeypatch.delenv(name, raising=False)
     for name, value in (defaults | env).items():

@@ -67,8 +67,11 @@ class Seen:
 class FaultProxy:
     """Forwards to `upstream` (a base URL) following a plan of `Step`s; records every request."""
 
-    def __init__(self, upstream: str | None = None, default: Step | None = None) -> None:
+    def __init__(
+        self, upstream: str | None = None, default: Step | None = None, refuse_for: float = 0.0
+    ) -> None:
         self.upstream = upstream
+        self.refuse_for = refuse_for
         self.default = default or (forward() if upstream else answer(502, b"no upstream"))
         self.seen: list[Seen] = []
         self._plan: collections.deque[Step] = collections.deque()
@@ -87,10 +90,10 @@ class FaultProxy:
             self._plan.extend(steps)
         return self
 
-    def start(self, refuse_for: float = 0.0) -> FaultProxy:
+    def start(self) -> FaultProxy:
         """Listen now, or after `refuse_for` seconds (connections until then are refused)."""
-        if refuse_for:
-            threading.Timer(refuse_for, self._open).start()
+        if self.refuse_for:
+            threading.Timer(self.refuse_for, self._open).start()
         else:
             self._open()
         return self
@@ -110,7 +113,7 @@ class FaultProxy:
         ThreadingHTTPServer.allow_reuse_address = True
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler_for(self))
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
         self._opened.set()
 
     def __enter__(self) -> FaultProxy:
@@ -133,9 +136,7 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
         def _handle(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             with proxy._lock:
-                proxy.seen.append(
-                    Seen(self.command, self.path, dict(self.headers), body, time.monotonic())
-                )
+                proxy.seen.append(Seen(self.command, self.path, dict(self.headers), body, time.monotonic()))
             step = proxy._next()
             if step.kind == "drop":
                 self.close_connection = True

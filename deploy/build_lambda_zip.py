@@ -1,0 +1,68 @@
+"""Build the Lambda deployment zip: `lambda_trigger` plus its dependencies, boto3 excluded.
+
+Dependencies are copied from the distributions installed in this environment (the versions
+the tests ran against), so the build needs no network. Both are pure Python, so the zip
+works on either Lambda architecture; boto3 is left out because the Python runtime ships it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import zipfile
+from importlib.metadata import distribution
+from pathlib import Path, PurePosixPath
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = "lambda_trigger"
+# distribution name -> the top-level packages of it the handler needs
+DEPENDENCIES = {"pyjwt": ("jwt",), "slack_sdk": ("slack_sdk",)}
+# A fixed timestamp makes the zip byte-for-byte reproducible, so its hash only moves with code.
+EPOCH = (2020, 1, 1, 0, 0, 0)
+
+
+def build(output: Path) -> Path:
+    """Write the zip to `output` and return it."""
+    files: dict[str, Path] = {}
+    for source in sorted((REPO / PACKAGE).rglob("*.py")):
+        files[source.relative_to(REPO).as_posix()] = source
+    for name, packages in DEPENDENCIES.items():
+        dist = distribution(name)
+        for entry in dist.files or ():
+            path = PurePosixPath(entry)
+            top = path.parts[0]
+            if (top in packages or top.endswith(".dist-info")) and _wanted(path):
+                files[path.as_posix()] = Path(str(dist.locate_file(entry)))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(output, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, EPOCH)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, files[name].read_bytes())
+    return output
+
+
+def _wanted(path: PurePosixPath) -> bool:
+    # Bytecode is rebuilt by the runtime; RECORD and INSTALLER describe this venv, not the zip.
+    return (
+        "__pycache__" not in path.parts
+        and path.suffix != ".pyc"
+        and path.name not in ("RECORD", "INSTALLER", "REQUESTED", "direct_url.json")
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build the zip and print its path, file count and size."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=REPO / "dist" / "lambda_trigger.zip")
+    output = build(parser.parse_args(argv).output)
+    with zipfile.ZipFile(output) as archive:
+        count = len(archive.namelist())
+    size = output.stat().st_size
+    print(f"{output}: {count} files, {size} bytes ({size / 1024 / 1024:.2f} MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Lambda configuration from the environment, parsed once per container and failing loudly."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+DEFAULT_AUDIENCE = "batch-trigger"
+MAX_TOKEN_LIFETIME = 300  # the service refuses tokens that live longer (DESIGN: "at most 300 s")
+# Algorithms the service may be configured to accept; asymmetric ones need `cryptography`.
+ALGORITHMS = ("HS256", "HS384", "HS512", "EdDSA", "ES256", "RS256")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$")
+
+
+class ConfigurationError(ValueError):
+    """The Lambda's environment is missing a value or holds one it cannot use."""
+
+
+@dataclass(frozen=True)
+class SlackSettings:
+    """Where alerts go: a webhook URL, or the ARN of a secret holding one (or neither)."""
+
+    webhook_url: str | None = field(default=None, repr=False)  # the URL is a credential
+    webhook_secret_arn: str | None = None
+    timeout: float = 3.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SlackSettings:
+        """Read `SLACK_WEBHOOK_URL` / `SLACK_WEBHOOK_SECRET_ARN` / `SLACK_TIMEOUT_SECONDS`."""
+        url = _text(env, "SLACK_WEBHOOK_URL")
+        arn = _arn(env, "SLACK_WEBHOOK_SECRET_ARN")
+        if url and arn:
+            raise ConfigurationError("set SLACK_WEBHOOK_URL or SLACK_WEBHOOK_SECRET_ARN, not both")
+        if url and urlsplit(url).scheme not in ("http", "https"):
+            raise ConfigurationError("SLACK_WEBHOOK_URL must be an http(s) URL")
+        return cls(url, arn, _number(env, "SLACK_TIMEOUT_SECONDS", 3.0, 0.1, 30.0))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one container needs to turn events into signed trigger requests."""
+
+    app_url: str
+    secret: str | None = field(default=None, repr=False)  # never in a repr, hence never logged
+    secret_arn: str | None = None
+    kid: str | None = None
+    algorithm: str = "HS256"
+    audience: str = DEFAULT_AUDIENCE
+    token_lifetime: int = 60
+    rule_jobs: Mapping[str, str] = field(default_factory=dict)
+    attempt_timeout: float = 10.0
+    deadline: float = 60.0
+    alert_reserve: float = 5.0
+    backoff_base: float = 0.5
+    backoff_max: float = 8.0
+    slack: SlackSettings = field(default_factory=SlackSettings)
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Parse the environment; raise `ConfigurationError` naming the first bad variable."""
+        app_url = _text(env, "APP_URL")
+        if not app_url:
+            raise ConfigurationError("APP_URL is required (the load balancer's base URL)")
+        parts = urlsplit(app_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigurationError(f"APP_URL must be an http(s) URL with a host, not {app_url!r}")
+        secret, secret_arn = _text(env, "TRIGGER_SECRET"), _arn(env, "TRIGGER_SECRET_ARN")
+        if bool(secret) == bool(secret_arn):
+            raise ConfigurationError("set exactly one of TRIGGER_SECRET and TRIGGER_SECRET_ARN")
+        algorithm = _text(env, "TRIGGER_ALGORITHM") or "HS256"
+        if algorithm not in ALGORITHMS:
+            raise ConfigurationError(f"TRIGGER_ALGORITHM must be one of {', '.join(ALGORITHMS)}")
+        log_level = (_text(env, "LOG_LEVEL") or "INFO").upper()
+        if log_level not in _LOG_LEVELS:
+            raise ConfigurationError(f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
+        return cls(
+            app_url=app_url.rstrip("/"),
+            secret=secret,
+            secret_arn=secret_arn,
+            kid=_text(env, "TRIGGER_KID"),
+            algorithm=algorithm,
+            audience=_text(env, "TRIGGER_AUDIENCE") or DEFAULT_AUDIENCE,
+            token_lifetime=int(_number(env, "TOKEN_LIFETIME_SECONDS", 60, 5, MAX_TOKEN_LIFETIME)),
+            rule_jobs=_rule_jobs(env),
+            attempt_timeout=_number(env, "ATTEMPT_TIMEOUT_SECONDS", 10.0, 0.1, 300.0),
+            deadline=_number(env, "DEADLINE_SECONDS", 60.0, 0.1, 900.0),
+            alert_reserve=_number(env, "ALERT_RESERVE_SECONDS", 5.0, 0.0, 60.0),
+            backoff_base=_number(env, "BACKOFF_BASE_SECONDS", 0.5, 0.001, 60.0),
+            backoff_max=_number(env, "BACKOFF_MAX_SECONDS", 8.0, 0.001, 300.0),
+            slack=SlackSettings.from_env(env),
+            log_level=log_level,
+        )
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _arn(env: Mapping[str, str], name: str) -> str | None:
+    value = _text(env, name)
+    if value and not _ARN.match(value):
+        raise ConfigurationError(f"{name} must be a Secrets Manager secret ARN, not {value!r}")
+    return value
+
+
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigurationError(f"{name} must be between {low:g} and {high:g}, not {raw}")
+    return value
+
+
+def _rule_jobs(env: Mapping[str, str]) -> dict[str, str]:
+    raw = _text(env, "RULE_JOBS")
+    if raw is None:
+        return {}
+    try:
+        mapping = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"RULE_JOBS is not valid JSON: {exc.msg}") from None
+    if not isinstance(mapping, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()
+    ):
+        raise ConfigurationError('RULE_JOBS must be a JSON object {"RuleName": "job", ...}')
+    return mapping

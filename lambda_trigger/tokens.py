@@ -1,0 +1,58 @@
+"""Minting the short-lived, single-use trigger token the service expects (pyjwt)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from lambda_trigger.events import Firing
+from lambda_trigger.settings import MAX_TOKEN_LIFETIME, ConfigurationError
+
+ISSUER = "lambda"  # recorded by the service as who triggered the run
+
+
+@dataclass(frozen=True)
+class Signer:
+    """Signs trigger tokens with one key, an optional `kid` and a fixed algorithm."""
+
+    key: str
+    algorithm: str = "HS256"
+    kid: str | None = None
+    audience: str = "batch-trigger"
+    lifetime: int = 60
+
+    def __post_init__(self) -> None:
+        if not 0 < self.lifetime <= MAX_TOKEN_LIFETIME:
+            raise ConfigurationError(f"token lifetime must be 1..{MAX_TOKEN_LIFETIME} s")
+        try:
+            # Fails here, once per container, when e.g. EdDSA is asked for without `cryptography`.
+            jwt.get_algorithm_by_name(self.algorithm)
+        except NotImplementedError:
+            raise ConfigurationError(
+                f"algorithm {self.algorithm} needs the 'cryptography' package in the deployment"
+            ) from None
+
+    def __repr__(self) -> str:
+        # The dataclass repr would print the key; this one never does.
+        return f"Signer(algorithm={self.algorithm!r}, kid={self.kid!r}, audience={self.audience!r})"
+
+    def mint(self, firing: Firing) -> str:
+        """Return a fresh token (new `jti`, `iat` now) that triggers `firing` once."""
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": ISSUER,
+            "aud": self.audience,
+            "sub": firing.job,
+            "iat": now,
+            "exp": now + self.lifetime,
+            "jti": uuid.uuid4().hex,
+            "slot": firing.slot,
+        }
+        if firing.event_id:
+            claims["event_id"] = firing.event_id
+        headers = {"kid": self.kid} if self.kid else None
+        return jwt.encode(claims, self.key, algorithm=self.algorithm, headers=headers)
