@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from service.errors import BodyTooLarge, JobMismatch, Malformed, RunNotFound, ServiceError
 from service.extension import BatchTrigger
@@ -60,7 +60,7 @@ def trigger(job: str) -> tuple[Response, int, dict[str, str]]:
     if claim.outcome == "new":
         state.runner.launch(claim.run, state.ledger)
         state.count_answer(202)
-        return jsonify(body), 202, {"Location": f"{request.script_root}/v1/runs/{claim.run.id}"}
+        return jsonify(body), 202, {"Location": url_for(".get_run", run_id=claim.run.id)}
     if claim.outcome == "overlap":
         state.alerts.overlap(claim.run)
         state.count_answer(409)

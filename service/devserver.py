@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 GUNICORN_COMMAND = ("-m", "gunicorn", "-c", "python:service.gunicorn_conf", "service.wsgi:app")
+GUNICORN_APP = "service.wsgi:app"
 
 
 def free_port() -> int:
@@ -33,11 +34,13 @@ class ServiceProcess:
         workers: int = 2,
         port: int | None = None,
         log_path: Path | None = None,
+        app: str = GUNICORN_APP,
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **env, "BIND": f"127.0.0.1:{self.port}", "WEB_CONCURRENCY": str(workers)}
         self.log_path = log_path
+        self.command = [sys.executable, *GUNICORN_COMMAND[:-1], app]
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> ServiceProcess:
@@ -45,7 +48,7 @@ class ServiceProcess:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         # A session of its own: stopping the instance can reach every process it started.
         self.process = subprocess.Popen(
-            [sys.executable, *GUNICORN_COMMAND], env=self.env, stdout=out, stderr=out, start_new_session=True
+            self.command, env=self.env, stdout=out, stderr=out, start_new_session=True
         )
         end = time.monotonic() + timeout
         while time.monotonic() < end:

@@ -18,8 +18,8 @@ errorlog = "-"
 control_socket_disable = True
 
 
-def on_starting(server: Any) -> None:
-    """Check the configuration once in the arbiter: bad settings stop start-up with one line."""
+def _check_configuration() -> None:
+    """Bad settings stop start-up with one line, before gunicorn prints anything."""
     from service.config import Settings
     from service.errors import ConfigError
     from service.jobs import load_jobs
@@ -29,6 +29,10 @@ def on_starting(server: Any) -> None:
     except ConfigError as exc:
         print(f"batch-trigger: configuration error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+# gunicorn reads this module once, in the arbiter, before it logs or binds anything.
+_check_configuration()
 
 
 def when_ready(server: Any) -> None:

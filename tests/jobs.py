@@ -17,7 +17,7 @@ def _record(ctx: JobContext) -> None:
         out.write(f"{ctx.run_id} {ctx.slot.isoformat()} attempt={ctx.attempt} pid={os.getpid()}\n")
 
 
-@job("count")
+@job("count", overlap="allow")
 def count(ctx: JobContext) -> None:
     """Record one execution, optionally after sleeping `params.seconds`."""
     time.sleep(float(ctx.params.get("seconds", 0)))

@@ -59,8 +59,10 @@ class SqliteLedger(SqlLedger):
 
     def ensure_schema(self) -> None:
         """Create the tables and switch the file to WAL; idempotent."""
-        if Path(self.path).parent != Path(""):
+        try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LedgerUnavailable(f"SQLite ledger directory unusable: {exc}") from exc
         conn = self._connection()
         with self._errors():
             conn.execute("PRAGMA journal_mode=WAL")

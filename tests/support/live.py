@@ -11,7 +11,7 @@ from typing import Any
 from service import client
 from service.auth import mint_token
 from service.config import Settings
-from service.devserver import ServiceProcess
+from service.devserver import GUNICORN_APP, ServiceProcess
 from service.slots import format_slot
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,7 +20,15 @@ REPO = Path(__file__).resolve().parents[2]
 class LiveService(ServiceProcess):
     """gunicorn serving the app with test jobs (`tests.jobs`), plus helpers to talk to it."""
 
-    def __init__(self, work: Path, slack_url: str | None = None, *, workers: int = 3, **env: str) -> None:
+    def __init__(
+        self,
+        work: Path,
+        slack_url: str | None = None,
+        *,
+        workers: int = 3,
+        app: str = GUNICORN_APP,
+        **env: str,
+    ) -> None:
         self.work = work
         self.secret = secrets.token_urlsafe(36)
         self.ledger_path = work / "ledger.db"
@@ -42,7 +50,7 @@ class LiveService(ServiceProcess):
         if slack_url:
             base["SLACK_WEBHOOK_URL"] = slack_url
         base.update(env)
-        super().__init__(base, workers=workers, log_path=work / "service.log")
+        super().__init__(base, workers=workers, log_path=work / "service.log", app=app)
         self.settings = Settings.from_env(self.env)
 
     def mint(self, job: str, slot: str | datetime | None = None, **kwargs: Any) -> str:

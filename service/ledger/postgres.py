@@ -1,0 +1,235 @@
+"""PostgreSQL ledger: the shared store of a fleet, one connection per process and thread."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import select
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from service.errors import ConfigError, LedgerUnavailable
+from service.ledger.sql import SqlLedger
+
+SCHEMA_VERSION = 1
+# Migration N brings the schema from version N - 1 to N; each is idempotent, and all run inside
+# one transaction under the migration lock, so a half-applied migration is never visible.
+_MIGRATIONS = {
+    1: """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    job TEXT NOT NULL,
+    slot TIMESTAMPTZ NOT NULL,
+    attempt INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    event_id TEXT,
+    instance TEXT,
+    started_at TIMESTAMPTZ,
+    heartbeat_at TIMESTAMPTZ,
+    finished_at TIMESTAMPTZ,
+    lease_until TIMESTAMPTZ,
+    error TEXT,
+    params JSONB NOT NULL DEFAULT '{}',
+    UNIQUE (job, slot, attempt)
+);
+CREATE INDEX IF NOT EXISTS runs_job_status ON runs (job, status);
+CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
+CREATE INDEX IF NOT EXISTS runs_status_lease ON runs (status, lease_until);
+CREATE TABLE IF NOT EXISTS used_tokens (jti TEXT PRIMARY KEY, expires_at TIMESTAMPTZ NOT NULL);
+CREATE INDEX IF NOT EXISTS used_tokens_expiry ON used_tokens (expires_at);
+""",
+}
+
+# Advisory locks are one namespace per database; the first key keeps ours apart from other apps'.
+_LOCK_SPACE = 0x62745F6C  # "bt_l"
+_MIGRATION_LOCK = 0
+# A claim that waits longer than this for another instance's claim of the same job gives up
+# (503, the trigger retries) instead of hanging a web worker; a claim holds it for milliseconds.
+_CLAIM_LOCK_TIMEOUT = "10s"
+# A process stopped (SIGSTOP, a frozen VM) inside a claim must not hold the job's lock forever.
+_CLAIM_IDLE_TIMEOUT = "60s"
+# Defaults a LEDGER_URL may override: fail fast, and notice a dead peer instead of waiting for
+# the kernel's TCP retransmission timeout (about 15 minutes).
+_CONNECT_DEFAULTS = {
+    "connect_timeout": "5",
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "30000",
+    "application_name": "batch-trigger",
+}
+
+
+class PostgresLedger(SqlLedger):
+    """The ledger in a PostgreSQL database; claims of one job serialise across the fleet."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            params = conninfo_to_dict(url)
+        except psycopg.Error as exc:
+            detail = str(exc).replace(urlsplit(url).password or "\0", "***")
+            raise ConfigError(f"LEDGER_URL is not a valid PostgreSQL URL: {detail}") from None
+        for name, value in _CONNECT_DEFAULTS.items():
+            params.setdefault(name, value)
+        self._conninfo = make_conninfo("", **params)
+        self._password = str(params.get("password") or "")
+        # Where errors say the ledger is: enough to diagnose, never the password.
+        host, port = params.get("host") or "localhost", params.get("port") or 5432
+        self._target = f"{host}:{port}/{params.get('dbname') or ''}"
+        self._local = threading.local()
+        self._pid = os.getpid()
+        # A connection inherited across fork shares its socket with the parent: the child must
+        # neither use nor close it (closing sends Terminate and ends the parent's session), so the
+        # child keeps the references and opens its own.
+        self._inherited: list[Any] = []
+
+    def ensure_schema(self) -> None:
+        """Create or migrate the tables under an advisory lock; safe when instances start at once."""
+        conn = self._connection()
+        with self._errors(), conn.transaction():
+            # Concurrent CREATE ... IF NOT EXISTS can still collide in the catalogue; the lock
+            # makes instances migrate one after another. It ends with the transaction, even if
+            # this process dies mid-migration.
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_SPACE, _MIGRATION_LOCK))
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+            current = row[0] if row and row[0] is not None else 0
+            # A newer schema written by a newer release is left alone: migrations only add.
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                conn.execute(_MIGRATIONS[version])
+            if current < SCHEMA_VERSION:
+                conn.execute("DELETE FROM schema_version")
+                conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
+
+    def ping(self) -> None:
+        """Raise LedgerUnavailable unless the database answers a query."""
+        self._query("SELECT 1")
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._pid == os.getpid():
+            conn.close()
+        self._local = threading.local()
+
+    @contextmanager
+    def _claim_transaction(self, job: str) -> Iterator[None]:
+        # The overlap check reads other slots of the job, which no uniqueness constraint covers:
+        # a transaction-scoped advisory lock per job makes claims of one job take turns across
+        # every instance. READ COMMITTED (set on connect) gives each statement a fresh snapshot,
+        # so what the previous holder committed is visible once the lock is ours.
+        conn = self._connection()
+        with self._errors(), conn.transaction():
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (_CLAIM_LOCK_TIMEOUT,))
+            conn.execute(
+                "SELECT set_config('idle_in_transaction_session_timeout', %s, true)", (_CLAIM_IDLE_TIMEOUT,)
+            )
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_SPACE, _job_key(job)))
+            self._local.transaction = conn
+            try:
+                yield
+            finally:
+                self._local.transaction = None
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        # Inside a claim, statements must run on the transaction's connection, and never on a
+        # fresh one should it break: that would silently run them outside the lock.
+        conn = getattr(self._local, "transaction", None) or self._connection()
+        with self._errors(), conn.cursor() as cursor:
+            cursor.execute(_pyformat(sql), tuple(args))
+            return cursor.fetchall() if cursor.description is not None else []
+
+    def _encode_time(self, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+    def _decode_time(self, value: Any) -> datetime:
+        # timestamptz arrives aware in the session's zone (UTC); normalise to the one UTC tzinfo.
+        moment: datetime = value
+        return moment.astimezone(UTC)
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._pid != os.getpid():
+            self._inherited.append(self._local)
+            self._local, self._pid = threading.local(), os.getpid()
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is not None and (conn.closed or _went_away(conn)):
+            conn.close()
+            conn = None
+        if conn is None:
+            with self._errors():
+                conn = psycopg.connect(self._conninfo, autocommit=True)
+                conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
+                conn.execute("SET TIME ZONE 'UTC'")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except psycopg.Error as exc:
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if self._password:
+                detail = detail.replace(self._password, "***")
+            raise LedgerUnavailable(f"PostgreSQL ledger unavailable ({self._target}): {detail}") from exc
+
+
+def _went_away(conn: psycopg.Connection[Any]) -> bool:
+    """True when an idle connection's socket has something to read: the server ended the session."""
+    # An idle autocommit session receives nothing unless the server is terminating it (restart,
+    # failover, pg_terminate_backend); without this check the first call after a database restart
+    # would fail on the dead connection although the database is back.
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        return False
+    try:
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return True
+    return bool(readable)
+
+
+def _job_key(job: str) -> int:
+    """A stable signed 32-bit lock key for a job name (collisions only serialise two jobs' claims)."""
+    return int.from_bytes(hashlib.blake2b(job.encode(), digest_size=4).digest(), "big", signed=True)
+
+
+@lru_cache(maxsize=256)
+def _pyformat(sql: str) -> str:
+    """Turn `?` placeholders outside quotes and comments into psycopg's `%s`; escape literal `%`."""
+    out: list[str] = []
+    quote: str | None = None
+    i = 0
+    while i < len(sql):
+        char = sql[i]
+        if char == "%":
+            out.append("%%")  # psycopg reads `%` everywhere, even inside string literals
+        elif quote is not None:
+            out.append(char)
+            if char == quote:
+                quote = None  # a doubled quote ('') just closes and reopens: still correct
+        elif char in ("'", '"'):
+            quote = char
+            out.append(char)
+        elif sql.startswith("--", i):
+            end = sql.find("\n", i)
+            end = len(sql) if end < 0 else end
+            out.append(sql[i:end].replace("%", "%%"))
+            i = end
+            continue
+        elif char == "?":
+            out.append("%s")
+        else:
+            out.append(char)
+        i += 1
+    return "".join(out)
