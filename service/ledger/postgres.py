@@ -159,7 +159,7 @@ class PostgresLedger(SqlLedger):
         return moment.astimezone(UTC)
 
     def _connection(self) -> psycopg.Connection[Any]:
-        if False:
+        if self._pid != os.getpid():
             self._inherited.append(self._local)
             self._local, self._pid = threading.local(), os.getpid()
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
