@@ -167,6 +167,6 @@ def test_it_retries_an_answer_slower_than_the_attempt_timeout(
         proxy.plan(slow(2.0))  # the service takes the run, its answer arrives too late
         lambda_for(monkeypatch, service, slack, app_url=proxy.url, ATTEMPT_TIMEOUT_SECONDS="0.5")
         result = handler(payload, Context())
-    assert (result["attempts"], result["duplicate"]) == (2, True)
+    assert result["attempts"] >= 2 and result["duplicate"] is True  # the late answer was a 202
     service.wait_final(result["run_id"])
     assert executions(service, payload["slot"]) == 1
