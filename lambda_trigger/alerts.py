@@ -54,7 +54,7 @@ class Alerter:
         if self._client is None:
             url = self._settings.webhook_url
             if self._settings.webhook_secret_arn:
-                url = self._secrets.get(self._settings.webhook_secret_arn)
+                url = self._secrets.get(self._settings.webhook_secret_arn).strip()
             if not url:
                 return None
             self._client = _build_client(url, self._settings.timeout)

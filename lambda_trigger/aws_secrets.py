@@ -52,7 +52,9 @@ class SecretStore:
         if not value:
             raise SecretUnavailable(f"secret {arn} has no SecretString (binary is not supported)")
         log.info("secret.read arn=%s", arn)
-        return value.strip()
+        # Verbatim, as the service reads the same secret: stripping here alone would make the
+        # two sides sign and verify with different keys when the value ends in a newline.
+        return value
 
     def _client(self, arn: str) -> SecretsManagerClient:
         # The ARN carries the secret's region, so the Lambda may live in another one.
