@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck dockerlint pytest lambda-zip clean
+.PHONY: demo test system-deps lint typecheck dockerlint pytest lambda-zip clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,10 @@ demo: $(STAMP)
 	$(BIN)/batch-trigger demo
 
 ## test: set up, lint, type-check and run every test
-test: lint typecheck dockerlint pytest
+test: system-deps lint typecheck dockerlint pytest
+
+system-deps:
+	bash .ci/system-deps
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -59,10 +59,34 @@ def _parser() -> argparse.ArgumentParser:
 def _slot_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("job", help="job name, e.g. daily")
     when = parser.add_mutually_exclusive_group()
-    when.add_argument("--date", type=date.fromisoformat, help="logical date YYYY-MM-DD (local midnight)")
-    when.add_argument("--slot", type=parse_slot, help="exact slot, RFC 3339 (e.g. 2026-11-22T15:00:00Z)")
+    when.add_argument("--date", type=_date_arg, help="logical date YYYY-MM-DD (local midnight)")
+    when.add_argument("--slot", type=_slot_arg, help="exact slot, RFC 3339 (e.g. 2026-11-22T15:00:00Z)")
     parser.add_argument("--force", action="store_true", help="re-run a slot that already ran")
-    parser.add_argument("--params", type=json.loads, default=None, help="JSON object passed to the job")
+    parser.add_argument("--params", type=_params_arg, default=None, help="JSON object passed to the job")
+
+
+def _slot_arg(text: str) -> datetime:
+    try:
+        return parse_slot(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _date_arg(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"date must be YYYY-MM-DD, got {text!r}") from None
+
+
+def _params_arg(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("--params must be a JSON object") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("--params must be a JSON object")
+    return value
 
 
 def _slot(args: argparse.Namespace, settings: Settings) -> datetime:
@@ -74,8 +98,6 @@ def _slot(args: argparse.Namespace, settings: Settings) -> datetime:
 
 
 def _mint(args: argparse.Namespace, settings: Settings) -> str:
-    if args.params is not None and not isinstance(args.params, dict):
-        raise ValueError("--params must be a JSON object")
     return mint_token(settings, args.job, slot=_slot(args, settings), force=args.force, params=args.params)
 
 

@@ -1,0 +1,108 @@
+"""The `batch-trigger` CLI and the README's curl lines, run for real against the live service."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jwt
+
+from tests.support.live import REPO, LiveService
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def _env(service: LiveService) -> dict[str, str]:
+    return {
+        "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "TRIGGER_SECRET": service.secret,
+        "BATCH_TIMEZONE": "Asia/Tokyo",
+        "BATCH_TRIGGER_URL": service.url,
+        "HOME": str(service.work),
+    }
+
+
+def _cli(service: LiveService, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(VENV_BIN / "batch-trigger"), *args], env=_env(service), capture_output=True, text=True, timeout=60
+    )
+
+
+def _readme_block(name: str) -> str:
+    readme = (REPO / "README.md").read_text()
+    match = re.search(rf"<!-- {name}:.*?-->\s*```bash\n(.*?)```\s*<!-- /{name} -->", readme, re.S)
+    assert match, f"README has no {name} block"
+    return match.group(1)
+
+
+def _bash(service: LiveService, script: str) -> list[dict[str, object]]:
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], env=_env(service), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def test_it_prints_a_token_for_the_logical_dates_midnight_slot(service: LiveService) -> None:
+    done = _cli(service, "token", "daily", "--date", "2026-11-23", "--force")
+    claims = jwt.decode(done.stdout.strip(), service.secret, algorithms=["HS256"], audience="batch-trigger")
+    assert (claims["sub"], claims["slot"], claims["force"]) == ("daily", "2026-11-22T15:00:00Z", True)
+    assert claims["exp"] - claims["iat"] <= 300 and claims["iss"] == "cli"
+
+
+def test_it_runs_the_readmes_curl_retrigger_lines_verbatim(service: LiveService) -> None:
+    first = _bash(service, _readme_block("retrigger"))
+    assert first[0]["slot"] == "2026-11-22T15:00:00Z" and first[0]["status"] == "accepted"
+    service.wait_final(str(first[0]["id"]))
+    again = _bash(service, _readme_block("retrigger"))
+    assert again[0]["duplicate"] is True and again[0]["id"] == first[0]["id"]
+    forced = _bash(service, "export BATCH_TRIGGER_URL\n" + _readme_block("retrigger-force"))
+    assert forced[0]["attempt"] == 2 and forced[0]["status"] == "accepted"
+
+
+def test_it_triggers_and_waits_for_the_outcome(service: LiveService) -> None:
+    done = _cli(service, "trigger", "count", "--slot", "2031-01-01T00:00:00Z", "--params", '{"seconds": 0.2}', "--wait")
+    assert done.returncode == 0, done.stderr
+    assert '"status": "succeeded"' in done.stdout
+
+
+def test_it_exits_nonzero_when_the_waited_run_fails(service: LiveService) -> None:
+    done = _cli(service, "trigger", "boom", "--slot", "2031-01-02T00:00:00Z", "--wait")
+    assert done.returncode == 1 and '"status": "failed"' in done.stdout
+
+
+def test_it_lists_runs_as_a_table_and_as_json(service: LiveService) -> None:
+    _cli(service, "trigger", "count", "--slot", "2031-01-03T00:00:00Z", "--wait")
+    table = _cli(service, "runs", "--job", "count")
+    assert table.returncode == 0
+    header, *rows = table.stdout.splitlines()
+    assert header.split()[:4] == ["JOB", "SLOT", "ATTEMPT", "STATUS"]
+    assert any("2031-01-03T00:00:00Z" in row and "succeeded" in row for row in rows)
+    as_json = json.loads(_cli(service, "runs", "--json", "--status", "failed").stdout)
+    assert as_json and {r["status"] for r in as_json} == {"failed"}
+
+
+def test_it_explains_bad_input_in_one_line(service: LiveService) -> None:
+    done = _cli(service, "trigger", "count", "--params", "[1]")
+    assert done.returncode == 2 and done.stderr.strip().endswith("--params must be a JSON object")
+    bad_slot = _cli(service, "token", "daily", "--slot", "yesterday")
+    assert bad_slot.returncode == 2 and "slot must be an RFC 3339 timestamp" in bad_slot.stderr
+    no_secret = subprocess.run([str(VENV_BIN / "batch-trigger"), "token", "daily"], capture_output=True, text=True,
+                               env={"PATH": os.environ["PATH"]}, timeout=30)
+    assert no_secret.returncode == 2 and "configuration error: no trigger key" in no_secret.stderr
+
+
+def test_it_refuses_a_service_it_cannot_reach_with_a_clear_error(service: LiveService) -> None:
+    done = _cli(service, "trigger", "count", "--url", "http://127.0.0.1:9")
+    assert done.returncode == 1 and done.stderr.startswith("batch-trigger: ")
+
+
+def test_it_runs_the_demo_to_completion() -> None:
+    done = subprocess.run([str(VENV_BIN / "batch-trigger"), "demo"], capture_output=True, text=True, timeout=180,
+                          env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "demo passed" in done.stdout and "(duplicate)" in done.stdout
