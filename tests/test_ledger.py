@@ -111,6 +111,7 @@ def test_it_claims_a_new_slot_as_a_new_accepted_run(ledger: Ledger) -> None:
     assert (claim.run.job, claim.run.slot, claim.run.attempt) == ("daily", T0, 1)
     assert (claim.run.status, claim.run.trigger, claim.run.event_id) == (Status.ACCEPTED, "schedule", "evt-1")
     assert ledger.get(claim.run.id) == claim.run
+    assert ledger.get("no-such-run") is None
 
 
 def test_it_answers_a_second_claim_of_the_slot_with_the_same_run(ledger: Ledger) -> None:
@@ -256,12 +257,6 @@ def test_it_lists_runs_newest_first_with_filters(ledger: Ledger) -> None:
     assert [r.id for r in ledger.runs(job="daily", status=Status.ACCEPTED, limit=5)] == [second.id]
     assert [r.id for r in ledger.runs(limit=1)] == [other.id]
     assert ledger.runs(job="nothing") == []
-
-
-def test_it_gets_a_run_by_id(ledger: Ledger) -> None:
-    run = ledger.claim(ask(), T0).run
-    assert ledger.get(run.id) == run
-    assert ledger.get("no-such-run") is None
 
 
 def test_it_selects_runs_created_in_a_half_open_window_oldest_first(ledger: Ledger) -> None:

@@ -193,10 +193,12 @@ def _went_away(conn: psycopg.Connection[Any]) -> bool:
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         return False
     try:
-        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+        # poll, not select: select cannot watch descriptors above 1023, common in a busy worker.
+        poller = select.poll()
+        poller.register(conn.pgconn.socket, select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError, psycopg.Error):
         return True
-    return bool(readable)
 
 
 def _job_key(job: str) -> int:
