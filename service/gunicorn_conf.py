@@ -36,9 +36,13 @@ _check_configuration()
 
 
 def when_ready(server: Any) -> None:
-    """Drain on SIGTERM: `/readyz` and claims answer 503 before the listener closes."""
-    from service import drain
+    """Install the SIGTERM drain and start this instance's keeper (lease sweeps, recovery)."""
+    from service import drain, keeper
     from service.config import Settings
 
     settings = Settings.from_env()
-    drain.install(server, settings.drain_notice_seconds, settings.run_dir)
+    drain.install(server, settings)
+    pid = keeper.start_beside_arbiter(
+        settings, lambda arbiter: drain.marker(arbiter, settings.run_dir).exists()
+    )
+    server.log.info("keeper started (pid %s)", pid)

@@ -35,6 +35,7 @@ class JobSpec:
     overlap: Overlap = "forbid"
     timeout: float = 3600
     retry_abandoned: bool = True
+    max_attempts: int = 3
 
     @property
     def description(self) -> str:
@@ -49,6 +50,7 @@ class JobSpec:
             "overlap": self.overlap,
             "timeout": self.timeout,
             "retry_abandoned": self.retry_abandoned,
+            "max_attempts": self.max_attempts,
         }
 
 
@@ -127,17 +129,26 @@ def job(
     overlap: Overlap = "forbid",
     timeout: float = 3600,
     retry_abandoned: bool = True,
+    max_attempts: int = 3,
 ) -> Callable[[Callable[[JobContext], Any]], Callable[[JobContext], Any]]:
-    """Register the decorated function `fn(ctx)` as the job `name` with its policy."""
+    """Register the decorated function `fn(ctx)` as the job `name` with its policy.
+
+    `overlap`: "forbid" records a firing as `skipped` while another slot runs; "allow" runs both.
+    `timeout`: seconds before the batch is stopped and recorded `timed_out`.
+    `retry_abandoned`: re-run a run lost with its instance (abandoned, interrupted) as the
+    next attempt, up to `max_attempts` attempts in all.
+    """
     if not JOB_NAME.match(name):
         raise ConfigError(f"job name {name!r} must be lower-case letters, digits, '-' or '_'")
     if overlap not in ("forbid", "allow"):
         raise ConfigError(f"job {name!r}: overlap must be 'forbid' or 'allow', not {overlap!r}")
     if not timeout > 0:
         raise ConfigError(f"job {name!r}: timeout must be positive seconds")
+    if max_attempts < 1:
+        raise ConfigError(f"job {name!r}: max_attempts must be at least 1")
 
     def register(fn: Callable[[JobContext], Any]) -> Callable[[JobContext], Any]:
-        REGISTRY.add(JobSpec(name, fn, overlap, float(timeout), retry_abandoned))
+        REGISTRY.add(JobSpec(name, fn, overlap, float(timeout), retry_abandoned, max_attempts))
         return fn
 
     return register

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from service import localruns
 from service.alerts import Alerts
 from service.config import Settings
 from service.errors import LedgerUnavailable
@@ -48,23 +49,31 @@ class Runner:
 
     def _supervise(self, run: Run) -> None:
         leave_web_worker()
-        ledger = open_ledger(self.settings.ledger_url)
+        settings = self.settings
+        ledger = open_ledger(settings.ledger_url)
         spec = self.registry.get(run.job)
-        lease = timedelta(seconds=self.settings.lease_seconds)
-        started = ledger.start(run.id, self.settings.instance_id, utcnow(), lease)
+        lease = timedelta(seconds=settings.lease_seconds)
+        started = ledger.start(run.id, settings.instance_id, utcnow(), lease)
         if started is None:
             return  # the run ended before it began (a sweep abandoned it): not ours to run
         log.info("batch started", extra=_fields(started))
-        batch = BatchProcess.start(
-            lambda error_fd: self._body(spec, started, error_fd), self.settings.batch_nice
-        )
-        try:
-            outcome = self._watch(batch, spec, started, ledger, lease)
-        finally:
-            batch.reap_group()
-            batch.close()
-        if outcome is not None:
-            self._record(ledger, started, outcome)
+        with localruns.registered(settings.run_dir, settings.instance_id, run.id):
+            # From here a SIGTERM (the drain, past its grace) interrupts the watch below.
+            signal.signal(signal.SIGTERM, _interrupt)
+            batch = BatchProcess.start(
+                lambda error_fd: self._body(spec, started, error_fd), settings.batch_nice
+            )
+            try:
+                outcome = self._watch(batch, spec, started, ledger, lease)
+            except _Interrupted:
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                batch.stop(settings.kill_grace_seconds)
+                outcome = Outcome(Status.INTERRUPTED, "the instance shut down before the batch finished")
+            finally:
+                batch.reap_group()
+                batch.close()
+            if outcome is not None:
+                self._record(ledger, started, outcome)
 
     def _watch(
         self, batch: BatchProcess, spec: JobSpec, run: Run, ledger: Ledger, lease: timedelta
@@ -138,6 +147,14 @@ class Runner:
             os.write(error_fd, f"{type(exc).__name__}: {exc}".encode()[:2000])
             return 1
         return 0
+
+
+class _Interrupted(Exception):
+    """The supervisor was asked to stop (SIGTERM from the instance's drain)."""
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise _Interrupted
 
 
 def _exit_outcome(code: int, error: str) -> Outcome:

@@ -77,8 +77,10 @@ class ClaimRequest:
     slot: datetime
     trigger: Literal["schedule", "manual"]
     instance: str
-    overlap: Literal["forbid", "allow"] = "forbid"
+    overlap: Literal["forbid", "allow", "defer"] = "forbid"
     force: bool = False
+    #: Set by recovery: open the next attempt only while this attempt is still the slot's latest.
+    recovering: int | None = None
     event_id: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -88,7 +90,7 @@ class Claim:
     """The ledger's answer to a claim: a new run, the slot's existing run, or a skipped one."""
 
     run: Run
-    outcome: Literal["new", "duplicate", "overlap"]
+    outcome: Literal["new", "duplicate", "overlap", "deferred"]
 
 
 class Ledger(ABC):
@@ -103,9 +105,13 @@ class Ledger(ABC):
             latest = self._latest_attempt(request.job, request.slot)
             if latest is not None and (latest.active or not request.force):
                 return Claim(latest, "duplicate")
+            if request.recovering is not None and (latest is None or latest.attempt != request.recovering):
+                return Claim(latest or _missing(request), "duplicate")
             blocker = None
-            if request.overlap == "forbid":
+            if request.overlap != "allow":
                 blocker = self._active_run_of_other_slot(request.job, request.slot)
+            if blocker is not None and request.overlap == "defer":
+                return Claim(blocker, "deferred")
             run = Run(
                 id=uuid.uuid4().hex,
                 job=request.job,
@@ -159,6 +165,10 @@ class Ledger(ABC):
     def expire_leases(self, now: datetime, accept_timeout: timedelta) -> list[Run]:
         """Mark runs whose instance stopped renewing their lease `abandoned`; return them."""
         return self._abandon_expired(now, now - accept_timeout)
+
+    def recoverable(self, since: datetime) -> list[Run]:
+        """Abandoned or interrupted runs, ended since `since`, that are still their slot's latest attempt."""
+        return self._select_recoverable(since)
 
     def get(self, run_id: str) -> Run | None:
         """One run by id."""
@@ -216,6 +226,9 @@ class Ledger(ABC):
     def _abandon_expired(self, now: datetime, accepted_before: datetime) -> list[Run]: ...
 
     @abstractmethod
+    def _select_recoverable(self, since: datetime) -> list[Run]: ...
+
+    @abstractmethod
     def _insert_token(self, jti: str, expires_at: datetime) -> bool: ...
 
     @abstractmethod
@@ -229,6 +242,10 @@ class Ledger(ABC):
 
     @abstractmethod
     def _select_created_between(self, start: datetime, end: datetime) -> list[Run]: ...
+
+
+def _missing(request: ClaimRequest) -> Run:
+    raise LookupError(f"no run of {request.job} at {format_slot(request.slot)} to recover")
 
 
 def _short(error: str | None, limit: int = 500) -> str | None:

@@ -110,6 +110,16 @@ class SqlLedger(Ledger):
         )
         return [self._run(row) for row in rows]
 
+    def _select_recoverable(self, since: datetime) -> list[Run]:
+        rows = self._query(
+            f"{_SELECT} AS r WHERE status IN ('abandoned', 'interrupted') AND finished_at >= ?"
+            " AND NOT EXISTS (SELECT 1 FROM runs AS n"
+            " WHERE n.job = r.job AND n.slot = r.slot AND n.attempt > r.attempt)"
+            " ORDER BY finished_at",
+            (self._encode_time(since),),
+        )
+        return [self._run(row) for row in rows]
+
     def _insert_token(self, jti: str, expires_at: datetime) -> bool:
         rows = self._query(
             "INSERT INTO used_tokens (jti, expires_at) VALUES (?, ?)"

@@ -1,0 +1,136 @@
+"""The keeper: each instance's housekeeping loop — expired leases become `abandoned`, and runs
+lost with their instance are run again, as the next attempt, on a live one.
+
+Every instance runs a keeper (gunicorn's arbiter forks it); their sweeps race safely because
+each change is one atomic statement or claim in the shared ledger: one keeper marks a run
+abandoned, and one claims its next attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from service.alerts import Alerts
+from service.config import Settings
+from service.errors import ServiceError, UnknownJob
+from service.jobs import Registry, load_jobs
+from service.ledger import ClaimRequest, Ledger, Run, open_ledger
+from service.runner import Runner
+from service.slots import utcnow
+
+log = logging.getLogger("batch_trigger.keeper")
+#: How far back the keeper looks for lost runs to recover.
+RECOVERY_WINDOW = timedelta(days=2)
+
+
+@dataclass
+class Sweep:
+    """What one sweep did."""
+
+    abandoned: list[Run] = field(default_factory=list)
+    recovered: list[Run] = field(default_factory=list)
+
+
+class Keeper:
+    """Sweeps the ledger for expired leases and recovers lost runs on this instance."""
+
+    def __init__(self, settings: Settings, registry: Registry, ledger: Ledger, alerts: Alerts) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.ledger = ledger
+        self.alerts = alerts
+        self.runner = Runner(settings, registry, alerts)
+
+    def sweep(self, now: datetime) -> Sweep:
+        """Mark expired leases abandoned (and alert), then start the next attempt of lost runs."""
+        result = Sweep()
+        lease = timedelta(seconds=self.settings.lease_seconds)
+        result.abandoned = self.ledger.expire_leases(now, accept_timeout=lease)
+        for run in result.abandoned:
+            log.warning("run abandoned: %s", run.error, extra={"run_id": run.id, "job": run.job})
+            self.alerts.run_ended(run)
+        for lost in self.ledger.recoverable(since=now - RECOVERY_WINDOW):
+            recovered = self._recover(lost, now)
+            if recovered is not None:
+                result.recovered.append(recovered)
+        return result
+
+    def _recover(self, lost: Run, now: datetime) -> Run | None:
+        try:
+            spec = self.registry.get(lost.job)
+        except UnknownJob:
+            return None
+        if not spec.retry_abandoned or lost.attempt >= spec.max_attempts:
+            return None
+        claim = self.ledger.claim(
+            ClaimRequest(
+                job=lost.job,
+                slot=lost.slot,
+                trigger="schedule" if lost.trigger == "schedule" else "manual",
+                instance=self.settings.instance_id,
+                # A recovery waits for a running slot of its job instead of being skipped.
+                overlap="defer" if spec.overlap == "forbid" else "allow",
+                force=True,
+                event_id=lost.event_id,
+                params=lost.params,
+                recovering=lost.attempt,
+            ),
+            now,
+        )
+        if claim.outcome != "new":
+            return None
+        log.warning("recovering lost run as attempt %d", claim.run.attempt, extra={"run_id": claim.run.id})
+        self.runner.launch(claim.run, self.ledger)
+        return claim.run
+
+
+def run_forever(settings: Settings, should_stop: Callable[[], bool]) -> None:
+    """Sweep every HEARTBEAT_SECONDS (with jitter) until `should_stop()`; survive ledger outages."""
+    registry = load_jobs(settings.batch_modules)
+    keeper = Keeper(settings, registry, open_ledger(settings.ledger_url), _alerts(settings))
+    while not should_stop():
+        try:
+            keeper.sweep(utcnow())
+        except ServiceError as exc:
+            log.warning("sweep skipped: %s", exc.message)
+        except Exception:
+            log.exception("sweep failed")
+        # Jitter keeps the instances' sweeps from arriving at the database in step.
+        _sleep_unless(should_stop, settings.heartbeat_seconds * random.uniform(0.8, 1.2))  # noqa: S311
+
+
+def start_beside_arbiter(settings: Settings, is_draining: Callable[[int], bool]) -> int:
+    """Fork the keeper from gunicorn's arbiter; it stops when the arbiter drains or dies."""
+    arbiter = os.getpid()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    try:
+        from service.isolation import leave_web_worker
+        from service.logs import configure_logging
+
+        leave_web_worker()
+        configure_logging()
+        run_forever(settings, lambda: os.getppid() != arbiter or is_draining(arbiter))
+    except BaseException:
+        log.exception("keeper stopped")
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _alerts(settings: Settings) -> Alerts:
+    return Alerts(settings.slack_webhook_url, settings.timezone, settings.instance_id)
+
+
+def _sleep_unless(should_stop: Callable[[], bool], seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not should_stop():
+        time.sleep(min(0.25, max(0.0, end - time.monotonic())))
