@@ -10,6 +10,8 @@ import pytest
 from tests.support.live import LiveService
 from tests.support.slack import SlackReceiver
 
+pytest_plugins = ["tests.support.postgres"]
+
 
 @pytest.fixture(scope="module")
 def slack() -> Iterator[SlackReceiver]:

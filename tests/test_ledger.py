@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from tests.support.postgres import PostgresServer
 
 # Until tests/conftest.py names it: the throwaway PostgreSQL server's fixtures.
-pytest_plugins = ["tests.support.postgres"]
 
 T0 = datetime(2026, 11, 22, 15, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
