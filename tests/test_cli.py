@@ -105,4 +105,7 @@ def test_it_runs_the_demo_to_completion() -> None:
     done = subprocess.run([str(VENV_BIN / "batch-trigger"), "demo"], capture_output=True, text=True, timeout=180,
                           env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")})
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "demo passed" in done.stdout and "(duplicate)" in done.stdout
+    out = done.stdout
+    assert out.rstrip().endswith("[demo] demo passed")
+    assert out.count("NEW RUN") == 1 and out.count(" duplicate") == 3  # 3 deliveries + direct payload
+    assert "HTTP 401 token_invalid" in out and "*rule*: Weekly" in out and "Slack received 1 alert" in out
