@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import select
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -75,6 +73,7 @@ class PostgresLedger(SqlLedger):
     """The ledger in a PostgreSQL database; claims of one job serialise across the fleet."""
 
     def __init__(self, url: str) -> None:
+        super().__init__()
         try:
             params = conninfo_to_dict(url)
         except psycopg.Error as exc:
@@ -87,12 +86,6 @@ class PostgresLedger(SqlLedger):
         # Where errors say the ledger is: enough to diagnose, never the password.
         host, port = params.get("host") or "localhost", params.get("port") or 5432
         self._target = f"{host}:{port}/{params.get('dbname') or ''}"
-        self._local = threading.local()
-        self._pid = os.getpid()
-        # A connection inherited across fork shares its socket with the parent: the child must
-        # neither use nor close it (closing sends Terminate and ends the parent's session), so the
-        # child keeps the references and opens its own.
-        self._inherited: list[Any] = []
 
     def ensure_schema(self) -> None:
         """Create or migrate the tables under an advisory lock; safe when instances start at once."""
@@ -112,17 +105,6 @@ class PostgresLedger(SqlLedger):
                 conn.execute("DELETE FROM schema_version")
                 conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
 
-    def ping(self) -> None:
-        """Raise LedgerUnavailable unless the database answers a query."""
-        self._query("SELECT 1")
-
-    def close(self) -> None:
-        """Close this thread's connection."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._pid == os.getpid():
-            conn.close()
-        self._local = threading.local()
-
     @contextmanager
     def _claim_transaction(self, job: str) -> Iterator[None]:
         # The overlap check reads other slots of the job, which no uniqueness constraint covers:
@@ -136,16 +118,17 @@ class PostgresLedger(SqlLedger):
                 "SELECT set_config('idle_in_transaction_session_timeout', %s, true)", (_CLAIM_IDLE_TIMEOUT,)
             )
             conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_SPACE, _job_key(job)))
-            self._local.transaction = conn
+            state = self._state()
+            state.transaction = conn
             try:
                 yield
             finally:
-                self._local.transaction = None
+                state.transaction = None
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         # Inside a claim, statements must run on the transaction's connection, and never on a
         # fresh one should it break: that would silently run them outside the lock.
-        conn = getattr(self._local, "transaction", None) or self._connection()
+        conn = getattr(self._state(), "transaction", None) or self._connection()
         with self._errors(), conn.cursor() as cursor:
             cursor.execute(_pyformat(sql), tuple(args))
             return cursor.fetchall() if cursor.description is not None else []
@@ -159,10 +142,8 @@ class PostgresLedger(SqlLedger):
         return moment.astimezone(UTC)
 
     def _connection(self) -> psycopg.Connection[Any]:
-        if self._pid != os.getpid():
-            self._inherited.append(self._local)
-            self._local, self._pid = threading.local(), os.getpid()
-        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        state = self._state()
+        conn: psycopg.Connection[Any] | None = getattr(state, "conn", None)
         if conn is not None and (conn.closed or _went_away(conn)):
             conn.close()
             conn = None
@@ -171,7 +152,7 @@ class PostgresLedger(SqlLedger):
                 conn = psycopg.connect(self._conninfo, autocommit=True)
                 conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
                 conn.execute("SET TIME ZONE 'UTC'")
-            self._local.conn = conn
+            state.conn = conn
         return conn
 
     @contextmanager

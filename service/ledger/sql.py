@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 from abc import abstractmethod
 from collections.abc import Sequence
 from datetime import datetime
@@ -35,6 +37,32 @@ _ACTIVE_SQL = "('accepted', 'running')"
 
 class SqlLedger(Ledger):
     """Implements the ledger primitives with portable SQL; backends supply a connection."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._pid = os.getpid()
+        # A connection inherited across fork shares its file or socket with the parent: the child
+        # must neither use nor close it (https://www.sqlite.org/howtocorrupt.html#fork; closing a
+        # PostgreSQL one ends the parent's session), so the child keeps the references and opens its own.
+        self._inherited: list[Any] = []
+
+    def ping(self) -> None:
+        """Raise LedgerUnavailable unless the store answers a query."""
+        self._query("SELECT 1")
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._pid == os.getpid():
+            conn.close()
+        self._local = threading.local()
+
+    def _state(self) -> threading.local:
+        """This process's and thread's connection slot; a forked child starts with an empty one."""
+        if self._pid != os.getpid():
+            self._inherited.append(self._local)
+            self._local, self._pid = threading.local(), os.getpid()
+        return self._local
 
     @abstractmethod
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -49,13 +47,8 @@ class SqliteLedger(SqlLedger):
     """The ledger in one SQLite file in WAL mode; one connection per process and thread."""
 
     def __init__(self, path: str | Path) -> None:
+        super().__init__()
         self.path = str(path)
-        self._local = threading.local()
-        self._pid = os.getpid()
-        # Connections inherited across fork must never be used or closed by the child
-        # (https://www.sqlite.org/howtocorrupt.html#_carrying_an_open_database_connection_across_a_fork_);
-        # the child keeps them referenced and opens its own.
-        self._inherited: list[Any] = []
 
     def ensure_schema(self) -> None:
         """Create the tables and switch the file to WAL; idempotent."""
@@ -70,17 +63,6 @@ class SqliteLedger(SqlLedger):
             with self._transaction(conn):
                 if not conn.execute("SELECT version FROM schema_version").fetchall():
                     conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-
-    def ping(self) -> None:
-        """Raise LedgerUnavailable unless the file answers a query."""
-        self._query("SELECT 1")
-
-    def close(self) -> None:
-        """Close this thread's connection."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._pid == os.getpid():
-            conn.close()
-        self._local = threading.local()
 
     @contextmanager
     def _claim_transaction(self, job: str) -> Iterator[None]:
@@ -100,10 +82,8 @@ class SqliteLedger(SqlLedger):
         return datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)
 
     def _connection(self) -> sqlite3.Connection:
-        if self._pid != os.getpid():
-            self._inherited.append(self._local)
-            self._local, self._pid = threading.local(), os.getpid()
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        state = self._state()
+        conn: sqlite3.Connection | None = getattr(state, "conn", None)
         if conn is None:
             with self._errors():
                 conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -111,7 +91,7 @@ class SqliteLedger(SqlLedger):
                 # loss may lose the newest commits (https://www.sqlite.org/pragma.html#pragma_synchronous).
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
+            state.conn = conn
         return conn
 
     @contextmanager
