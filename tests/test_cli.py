@@ -28,7 +28,11 @@ def _env(service: LiveService) -> dict[str, str]:
 
 def _cli(service: LiveService, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(VENV_BIN / "batch-trigger"), *args], env=_env(service), capture_output=True, text=True, timeout=60
+        [str(VENV_BIN / "batch-trigger"), *args],
+        env=_env(service),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -41,7 +45,11 @@ def _readme_block(name: str) -> str:
 
 def _bash(service: LiveService, script: str) -> list[dict[str, object]]:
     done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script], env=_env(service), capture_output=True, text=True, timeout=60
+        ["bash", "-euo", "pipefail", "-c", script],
+        env=_env(service),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
@@ -65,7 +73,16 @@ def test_it_runs_the_readmes_curl_retrigger_lines_verbatim(service: LiveService)
 
 
 def test_it_triggers_and_waits_for_the_outcome(service: LiveService) -> None:
-    done = _cli(service, "trigger", "count", "--slot", "2031-01-01T00:00:00Z", "--params", '{"seconds": 0.2}', "--wait")
+    done = _cli(
+        service,
+        "trigger",
+        "count",
+        "--slot",
+        "2031-01-01T00:00:00Z",
+        "--params",
+        '{"seconds": 0.2}',
+        "--wait",
+    )
     assert done.returncode == 0, done.stderr
     assert '"status": "succeeded"' in done.stdout
 
@@ -91,8 +108,13 @@ def test_it_explains_bad_input_in_one_line(service: LiveService) -> None:
     assert done.returncode == 2 and done.stderr.strip().endswith("--params must be a JSON object")
     bad_slot = _cli(service, "token", "daily", "--slot", "yesterday")
     assert bad_slot.returncode == 2 and "slot must be an RFC 3339 timestamp" in bad_slot.stderr
-    no_secret = subprocess.run([str(VENV_BIN / "batch-trigger"), "token", "daily"], capture_output=True, text=True,
-                               env={"PATH": os.environ["PATH"]}, timeout=30)
+    no_secret = subprocess.run(
+        [str(VENV_BIN / "batch-trigger"), "token", "daily"],
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ["PATH"]},
+        timeout=30,
+    )
     assert no_secret.returncode == 2 and "configuration error: no trigger key" in no_secret.stderr
 
 
@@ -102,8 +124,13 @@ def test_it_refuses_a_service_it_cannot_reach_with_a_clear_error(service: LiveSe
 
 
 def test_it_runs_the_demo_to_completion() -> None:
-    done = subprocess.run([str(VENV_BIN / "batch-trigger"), "demo"], capture_output=True, text=True, timeout=180,
-                          env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")})
+    done = subprocess.run(
+        [str(VENV_BIN / "batch-trigger"), "demo"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")},
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert out.rstrip().endswith("[demo] demo passed")
