@@ -14,6 +14,7 @@ from service.slots import format_slot
 log = logging.getLogger("batch_trigger.alerts")
 SEND_TIMEOUT_SECONDS = 5
 SEND_RETRIES = 2
+ERROR_EXCERPT = 1500
 _ICONS = {
     "failed": ":x:",
     "timed_out": ":hourglass:",
@@ -79,17 +80,34 @@ class Alerts:
         threading.Thread(target=self.send, args=(text, blocks), name="slack-alert", daemon=True).start()
 
     def _message(self, run: Run, headline: str) -> tuple[str, list[dict[str, Any]]]:
+        """A Block Kit message: what happened, to which slot (UTC and local), and how to re-run it."""
         slot = format_slot(run.slot)
         local = run.slot.astimezone(self._timezone).strftime(f"%Y-%m-%d %H:%M {self._timezone.key}")
         rerun = f"batch-trigger trigger {run.job} --slot {slot} --force"
-        lines = [
-            f"{_ICONS.get(run.status, ':warning:')} batch-trigger: {headline}",
-            f"slot {slot} ({local}) · attempt {run.attempt} · instance {run.instance or self._instance}"
-            f" · run {run.id}",
+        icon = _ICONS.get(run.status, ":warning:")
+        instance = run.instance or self._instance
+        text = f"{icon} batch-trigger: {headline} (slot {slot}, attempt {run.attempt}, instance {instance})"
+        fields = {
+            "Job": f"`{run.job}`",
+            "Status": f"`{run.status}`",
+            "Slot (UTC)": slot,
+            "Slot (local)": local,
+            "Attempt": str(run.attempt),
+            "Instance": instance,
+        }
+        blocks: list[dict[str, Any]] = [
+            {"type": "header", "text": {"type": "plain_text", "text": f"batch-trigger: {headline}"[:150]}},
+            {
+                "type": "section",
+                "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in fields.items()],
+            },
         ]
         if run.error:
-            lines.append(f"error: {run.error[:500]}")
-        lines.append(f"re-run: `{rerun}`")
-        text = "\n".join(lines)
-        blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
-        return text, blocks
+            # A fence inside the excerpt would end the code block early.
+            excerpt = run.error[:ERROR_EXCERPT].replace("```", "'''")
+            blocks.append(
+                {"type": "section", "text": {"type": "mrkdwn", "text": f"*Error*\n```{excerpt}```"}}
+            )
+        context = f"Re-run: `{rerun}` · run `{run.id}`"
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
+        return f"{text}\nre-run: {rerun}", blocks

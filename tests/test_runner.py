@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -56,10 +57,12 @@ def test_it_ends_raising_hanging_and_crashing_jobs_while_healthz_answers(
         runs["crash"]["status"] == "failed" and runs["crash"]["error"] == "batch process exited with status 3"
     )
     assert seen and set(seen) == {200}, "healthz must answer throughout"
-    texts = "\n".join(m["text"] for m in slack.wait_for(3))
+    messages = {m["text"].split("`")[1]: m for m in slack.wait_for(3) if "`" in m["text"]}
     for job, run_id in ids.items():
-        assert f"job `{job}`" in texts and run_id in texts
-    assert "batch-trigger trigger boom --slot" in texts and "--force" in texts
+        blocks = json.dumps(messages[job]["blocks"])
+        assert run_id in blocks and f"batch-trigger trigger {job} --slot" in blocks and "--force" in blocks
+        assert "Slot (local)" in blocks and "Asia/Tokyo" in blocks
+    assert "no customer id" in json.dumps(messages["boom"]["blocks"])
 
 
 def test_it_answers_at_once_while_the_batch_runs(service: LiveService) -> None:
