@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
@@ -10,7 +11,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from service.errors import BodyTooLarge, JobMismatch, Malformed, RunNotFound, ServiceError
 from service.extension import BatchTrigger
 from service.ledger import ClaimRequest, Status
-from service.slots import utcnow
+from service.slots import format_slot, parse_slot, utcnow
 
 MAX_BODY_BYTES = 64 * 1024
 SCHEDULERS = frozenset({"lambda", "scheduler", "eventbridge"})
@@ -83,7 +84,7 @@ def get_run(run_id: str) -> Response:
 
 @blueprint.get("/v1/runs")
 def list_runs() -> Response:
-    """Run history, newest first, filtered by job and status."""
+    """Run history, newest first: filters `job`, `status`, `slot`; paging with `limit` and `before`."""
     state = _state()
     state.verifier.verify(request.headers.get("Authorization"), trigger=False)
     status = request.args.get("status")
@@ -95,9 +96,15 @@ def list_runs() -> Response:
     runs = state.ledger.runs(
         job=request.args.get("job") or None,
         status=Status(status) if status else None,
+        slot=_time_arg("slot"),
+        before=_time_arg("before"),
         limit=int(limit),
     )
-    return jsonify(runs=[run.to_json() for run in runs])
+    body: dict[str, Any] = {"runs": [run.to_json() for run in runs]}
+    if len(runs) == int(limit):
+        # The next page: runs created before the oldest one here.
+        body["next"] = format_slot(runs[-1].created_at)
+    return jsonify(body)
 
 
 @blueprint.get("/v1/jobs")
@@ -130,6 +137,16 @@ def readyz() -> tuple[Response, int]:
     except ServiceError as exc:
         return jsonify(status="ledger_unavailable", message=exc.message), 503
     return jsonify(status="ready", instance=state.settings.instance_id), 200
+
+
+def _time_arg(name: str) -> datetime | None:
+    value = request.args.get(name)
+    if not value:
+        return None
+    try:
+        return parse_slot(value)
+    except ValueError as exc:
+        raise Malformed(f"{name}: {exc}") from None
 
 
 def _read_json_body() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from service.auth import mint_token
 from service.config import Settings
 from service.errors import ConfigError
-from service.slots import logical_date, parse_slot, slot_for_date, utcnow
+from service.slots import format_slot, logical_date, parse_slot, slot_for_date, utcnow
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     runs = commands.add_parser("runs", help="list run history, newest first")
     runs.add_argument("--job")
     runs.add_argument("--status")
+    runs.add_argument("--slot", type=_slot_arg, help="only runs of this slot (RFC 3339)")
+    runs.add_argument("--before", type=_slot_arg, help="only runs created before this time (paging)")
     runs.add_argument("--limit", type=int, default=20)
     runs.add_argument("--url", help="service base URL (default: $BATCH_TRIGGER_URL)")
     runs.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -128,7 +130,13 @@ def _runs(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     url = (args.url or settings.app_url).rstrip("/")
     runs = client.list_runs(
-        url, mint_token(settings, "read"), job=args.job, status=args.status, limit=args.limit
+        url,
+        mint_token(settings, "read"),
+        job=args.job,
+        status=args.status,
+        slot=format_slot(args.slot) if args.slot else None,
+        before=format_slot(args.before) if args.before else None,
+        limit=args.limit,
     )
     if args.json:
         print(json.dumps(runs, indent=2))

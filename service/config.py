@@ -55,6 +55,7 @@ class Settings:
     drain_notice_seconds: int = 10
     kill_grace_seconds: int = 10
     run_dir: str | None = None
+    retention_days: int = 90
     batch_nice: int = 10
     artefact_dir: str = "artefacts"
     token_leeway_seconds: int = 30
@@ -82,6 +83,7 @@ class Settings:
             drain_notice_seconds=_seconds(env, "DRAIN_NOTICE_SECONDS", 10, minimum=0),
             kill_grace_seconds=_seconds(env, "KILL_GRACE_SECONDS", 10),
             run_dir=env.get("RUN_DIR") or None,
+            retention_days=_integer(env, "RETENTION_DAYS", 90, minimum=0, maximum=36500),
             batch_nice=_integer(env, "BATCH_NICE", 10, minimum=0, maximum=19),
             artefact_dir=env.get("ARTEFACT_DIR", "artefacts"),
             token_leeway_seconds=_integer(env, "TOKEN_LEEWAY_SECONDS", 30, minimum=0, maximum=30),

@@ -4,104 +4,31 @@ from __future__ import annotations
 
 import multiprocessing
 import socket
-import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from service.errors import LedgerUnavailable, TokenReplayed
-from service.ledger import ClaimRequest, Ledger, Run, Status, open_ledger
+from service.ledger import Ledger, Status, open_ledger
 from service.ledger.sql import SqlLedger
 
 if TYPE_CHECKING:
     from tests.support.postgres import PostgresServer
 
-# Until tests/conftest.py names it: the throwaway PostgreSQL server's fixtures.
 
-T0 = datetime(2026, 11, 22, 15, 0, tzinfo=UTC)
-HOUR = timedelta(hours=1)
-LEASE = timedelta(seconds=60)
-ACCEPT_TIMEOUT = timedelta(minutes=10)
-THREADS = 16
-PROCESSES = 8
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A LEDGER_URL of an empty store of each backend."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ledger.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-def ledger(ledger_url: str) -> Iterator[Ledger]:
-    """A ledger with its schema, as an instance opens it at start."""
-    opened = open_ledger(ledger_url)
-    opened.ensure_schema()
-    yield opened
-    opened.close()
-
-
-def ask(slot: datetime = T0, job: str = "daily", **fields: Any) -> ClaimRequest:
-    """A claim request with test defaults."""
-    fields.setdefault("trigger", "schedule")
-    fields.setdefault("instance", "i-1")
-    return ClaimRequest(job=job, slot=slot, **fields)
-
-
-def finished(ledger: Ledger, slot: datetime = T0, status: Status = Status.SUCCEEDED) -> Run:
-    """Claim, start and finish one run of `daily` at `slot`."""
-    run = ledger.claim(ask(slot), T0).run
-    ledger.start(run.id, "i-1", T0, LEASE)
-    ended = ledger.finish(run.id, status, T0 + timedelta(minutes=1))
-    assert ended is not None
-    return ended
-
-
-def at_once(count: int, action: Callable[[int], Any]) -> list[Any]:
-    """Run action(0..count-1) on `count` threads released together."""
-    barrier = threading.Barrier(count)
-
-    def go(index: int) -> Any:
-        barrier.wait(timeout=30)
-        return action(index)
-
-    with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(go, range(count)))
-
-
-def in_processes(url: str, requests: list[ClaimRequest]) -> list[tuple[str, str]]:
-    """Claim each request from its own forked process, each opening its own ledger, all at once."""
-    context = multiprocessing.get_context("fork")
-    barrier, results = context.Barrier(len(requests)), context.Queue()
-    processes = [
-        context.Process(target=_claim_in_child, args=(url, request, barrier, results)) for request in requests
-    ]
-    for process in processes:
-        process.start()
-    answers = [results.get(timeout=60) for _ in processes]
-    for process in processes:
-        process.join(timeout=30)
-    assert all(process.exitcode == 0 for process in processes)
-    return answers
-
-
-def _claim_in_child(url: str, request: ClaimRequest, barrier: Any, results: Any) -> None:
-    ledger = open_ledger(url)
-    try:
-        barrier.wait(timeout=30)
-        claim = ledger.claim(request, T0)
-        results.put((claim.outcome, claim.run.id))
-    except Exception as exc:  # the parent asserts on what each child saw
-        results.put(("error", repr(exc)))
-    finally:
-        ledger.close()
+from tests.support.ledgers import (
+    ACCEPT_TIMEOUT,
+    HOUR,
+    LEASE,
+    PROCESSES,
+    T0,
+    THREADS,
+    ask,
+    at_once,
+    finished,
+    in_processes,
+)
 
 
 def test_it_claims_a_new_slot_as_a_new_accepted_run(ledger: Ledger) -> None:
@@ -303,7 +230,7 @@ def test_it_creates_its_schema_idempotently_even_when_instances_start_together(l
     assert ledger.claim(ask(), T0).outcome == "new"
     # The recorded version is part of the contract; both backends answer SQL through one hook.
     assert isinstance(ledger, SqlLedger)
-    assert ledger._query("SELECT version FROM schema_version") == [(1,)]
+    assert ledger._query("SELECT version FROM schema_version") == [(2,)]
 
 
 def test_it_turns_store_errors_into_ledger_unavailable(ledger_url: str) -> None:

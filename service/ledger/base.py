@@ -170,13 +170,43 @@ class Ledger(ABC):
         """Abandoned or interrupted runs, ended since `since`, that are still their slot's latest attempt."""
         return self._select_recoverable(since)
 
+    def finished_on(self, instance: str, after: datetime) -> list[Run]:
+        """Runs recorded by `instance` that finished after `after`, oldest first (for metrics)."""
+        return self._select_finished_on(instance, after)
+
+    def prune(self, before: datetime) -> int:
+        """Delete finished runs (and watchdog records) older than `before`; how many runs went."""
+        return self._delete_finished_before(before)
+
+    def watch_since(self, job: str, now: datetime) -> datetime:
+        """When the missed-run watchdog began watching `job` (now, on the first call)."""
+        return self._watch_since(job, now)
+
+    def mark_missed(self, job: str, slot: datetime, now: datetime) -> bool:
+        """Record that a missed slot was reported; True only for the first caller, fleet-wide."""
+        return self._insert_missed(job, slot, now)
+
+    def succeeded_slots(self, job: str, start: datetime, end: datetime) -> set[datetime]:
+        """Slots in [start, end] of `job` that have a succeeded run."""
+        return self._select_succeeded_slots(job, start, end)
+
     def get(self, run_id: str) -> Run | None:
         """One run by id."""
         return self._select_one(run_id)
 
-    def runs(self, *, job: str | None = None, status: Status | None = None, limit: int = 50) -> list[Run]:
-        """Runs, newest first, optionally filtered."""
-        return self._select_many(job=job, status=status, limit=max(1, min(limit, 1000)))
+    def runs(
+        self,
+        *,
+        job: str | None = None,
+        status: Status | None = None,
+        slot: datetime | None = None,
+        before: datetime | None = None,
+        limit: int = 50,
+    ) -> list[Run]:
+        """Runs, newest first, optionally filtered; `before` pages: runs created before that time."""
+        return self._select_many(
+            job=job, status=status, slot=slot, before=before, limit=max(1, min(limit, 1000))
+        )
 
     def runs_between(self, start: datetime, end: datetime) -> list[Run]:
         """Runs created in [start, end), oldest first (for the history jobs)."""
@@ -186,7 +216,7 @@ class Ledger(ABC):
         """The newest run of each named job that has one."""
         found = {}
         for job in jobs:
-            latest = self._select_many(job=job, status=None, limit=1)
+            latest = self._select_many(job=job, status=None, slot=None, before=None, limit=1)
             if latest:
                 found[job] = latest[0]
         return found
@@ -238,7 +268,30 @@ class Ledger(ABC):
     def _select_one(self, run_id: str) -> Run | None: ...
 
     @abstractmethod
-    def _select_many(self, *, job: str | None, status: Status | None, limit: int) -> list[Run]: ...
+    def _select_many(
+        self,
+        *,
+        job: str | None,
+        status: Status | None,
+        slot: datetime | None,
+        before: datetime | None,
+        limit: int,
+    ) -> list[Run]: ...
+
+    @abstractmethod
+    def _select_finished_on(self, instance: str, after: datetime) -> list[Run]: ...
+
+    @abstractmethod
+    def _delete_finished_before(self, before: datetime) -> int: ...
+
+    @abstractmethod
+    def _watch_since(self, job: str, now: datetime) -> datetime: ...
+
+    @abstractmethod
+    def _insert_missed(self, job: str, slot: datetime, now: datetime) -> bool: ...
+
+    @abstractmethod
+    def _select_succeeded_slots(self, job: str, start: datetime, end: datetime) -> set[datetime]: ...
 
     @abstractmethod
     def _select_created_between(self, start: datetime, end: datetime) -> list[Run]: ...

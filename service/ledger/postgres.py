@@ -17,7 +17,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from service.errors import ConfigError, LedgerUnavailable
 from service.ledger.sql import SqlLedger
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # Migration N brings the schema from version N - 1 to N; each is idempotent, and all run inside
 # one transaction under the migration lock, so a half-applied migration is never visible.
 _MIGRATIONS = {
@@ -45,6 +45,19 @@ CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
 CREATE INDEX IF NOT EXISTS runs_status_lease ON runs (status, lease_until);
 CREATE TABLE IF NOT EXISTS used_tokens (jti TEXT PRIMARY KEY, expires_at TIMESTAMPTZ NOT NULL);
 CREATE INDEX IF NOT EXISTS used_tokens_expiry ON used_tokens (expires_at);
+""",
+    # 2: metrics, retention and the missed-run watchdog.
+    2: """
+CREATE INDEX IF NOT EXISTS runs_instance_finished ON runs (instance, finished_at);
+CREATE INDEX IF NOT EXISTS runs_finished ON runs (finished_at);
+CREATE INDEX IF NOT EXISTS runs_job_slot_status ON runs (job, slot, status);
+CREATE TABLE IF NOT EXISTS watched_jobs (job TEXT PRIMARY KEY, since TIMESTAMPTZ NOT NULL);
+CREATE TABLE IF NOT EXISTS missed_slots (
+    job TEXT NOT NULL,
+    slot TIMESTAMPTZ NOT NULL,
+    alerted_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (job, slot)
+);
 """,
 }
 

@@ -163,19 +163,68 @@ class SqlLedger(Ledger):
         rows = self._query(f"{_SELECT} WHERE id = ?", (run_id,))
         return self._run(rows[0]) if rows else None
 
-    def _select_many(self, *, job: str | None, status: Status | None, limit: int) -> list[Run]:
+    def _select_many(
+        self,
+        *,
+        job: str | None,
+        status: Status | None,
+        slot: datetime | None,
+        before: datetime | None,
+        limit: int,
+    ) -> list[Run]:
         where, args = [], []
-        if job is not None:
-            where.append("job = ?")
-            args.append(job)
-        if status is not None:
-            where.append("status = ?")
-            args.append(str(status))
+        for column, value in (
+            ("job = ?", job),
+            ("status = ?", status),
+            ("slot = ?", slot),
+            ("created_at < ?", before),
+        ):
+            if value is not None:
+                where.append(column)
+                args.append(self._encode_time(value) if isinstance(value, datetime) else str(value))
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = self._query(
             f"{_SELECT}{clause} ORDER BY created_at DESC, attempt DESC LIMIT ?", [*args, limit]
         )
         return [self._run(row) for row in rows]
+
+    def _select_finished_on(self, instance: str, after: datetime) -> list[Run]:
+        rows = self._query(
+            f"{_SELECT} WHERE instance = ? AND finished_at > ? ORDER BY finished_at",
+            (instance, self._encode_time(after)),
+        )
+        return [self._run(row) for row in rows]
+
+    def _delete_finished_before(self, before: datetime) -> int:
+        cutoff = self._encode_time(before)
+        self._query("DELETE FROM missed_slots WHERE alerted_at < ?", (cutoff,))
+        rows = self._query(
+            f"DELETE FROM runs WHERE finished_at < ? AND status NOT IN {_ACTIVE_SQL} RETURNING id", (cutoff,)
+        )
+        return len(rows)
+
+    def _watch_since(self, job: str, now: datetime) -> datetime:
+        self._query(
+            "INSERT INTO watched_jobs (job, since) VALUES (?, ?) ON CONFLICT (job) DO NOTHING",
+            (job, self._encode_time(now)),
+        )
+        return self._decode_time(self._query("SELECT since FROM watched_jobs WHERE job = ?", (job,))[0][0])
+
+    def _insert_missed(self, job: str, slot: datetime, now: datetime) -> bool:
+        rows = self._query(
+            "INSERT INTO missed_slots (job, slot, alerted_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (job, slot) DO NOTHING RETURNING job",
+            (job, self._encode_time(slot), self._encode_time(now)),
+        )
+        return bool(rows)
+
+    def _select_succeeded_slots(self, job: str, start: datetime, end: datetime) -> set[datetime]:
+        rows = self._query(
+            "SELECT DISTINCT slot FROM runs WHERE job = ? AND status = 'succeeded'"
+            " AND slot >= ? AND slot <= ?",
+            (job, self._encode_time(start), self._encode_time(end)),
+        )
+        return {self._decode_time(row[0]) for row in rows}
 
     def _select_created_between(self, start: datetime, end: datetime) -> list[Run]:
         rows = self._query(

@@ -12,7 +12,7 @@ from typing import Any
 from service.errors import LedgerUnavailable
 from service.ledger.sql import SqlLedger
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -38,6 +38,16 @@ CREATE INDEX IF NOT EXISTS runs_status_lease ON runs (status, lease_until);
 CREATE TABLE IF NOT EXISTS used_tokens (jti TEXT PRIMARY KEY, expires_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS used_tokens_expiry ON used_tokens (expires_at);
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS runs_instance_finished ON runs (instance, finished_at);
+CREATE INDEX IF NOT EXISTS runs_finished ON runs (finished_at);
+CREATE INDEX IF NOT EXISTS runs_job_slot_status ON runs (job, slot, status);
+CREATE TABLE IF NOT EXISTS watched_jobs (job TEXT PRIMARY KEY, since TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS missed_slots (
+    job TEXT NOT NULL,
+    slot TEXT NOT NULL,
+    alerted_at TEXT NOT NULL,
+    PRIMARY KEY (job, slot)
+);
 """
 # Fixed width, so that text order is time order in SQL comparisons.
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -61,7 +71,10 @@ class SqliteLedger(SqlLedger):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
             with self._transaction(conn):
-                if not conn.execute("SELECT version FROM schema_version").fetchall():
+                # Every statement above is idempotent, so the whole script is the migration.
+                (current,) = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+                if current < SCHEMA_VERSION:
+                    conn.execute("DELETE FROM schema_version")
                     conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
 
     @contextmanager

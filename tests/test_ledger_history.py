@@ -1,0 +1,60 @@
+"""The ledger's history contract on every backend: paging, filters, retention, watchdog records."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from service.ledger import Ledger, Status
+from tests.support.ledgers import HOUR, LEASE, T0, ask, at_once, finished
+
+
+def test_it_pages_runs_newest_first_with_before(ledger: Ledger) -> None:
+    for n in range(5):
+        ledger.claim(ask(T0 + n * HOUR, overlap="allow"), T0 + n * HOUR)
+    first = ledger.runs(limit=2)
+    assert [r.slot for r in first] == [T0 + 4 * HOUR, T0 + 3 * HOUR]
+    second = ledger.runs(limit=2, before=first[-1].created_at)
+    assert [r.slot for r in second] == [T0 + 2 * HOUR, T0 + HOUR]
+    assert [r.slot for r in ledger.runs(limit=2, before=second[-1].created_at)] == [T0]
+
+
+def test_it_filters_runs_by_slot_job_and_status(ledger: Ledger) -> None:
+    done = finished(ledger, T0)
+    ledger.claim(ask(T0, job="monthly"), T0)
+    assert [r.id for r in ledger.runs(slot=T0, job="daily")] == [done.id]
+    assert {r.job for r in ledger.runs(slot=T0)} == {"daily", "monthly"}
+    assert [r.job for r in ledger.runs(status=Status.ACCEPTED)] == ["monthly"]
+
+
+def test_it_lists_the_runs_an_instance_finished_after_a_time(ledger: Ledger) -> None:
+    done = finished(ledger, T0)
+    assert [r.id for r in ledger.finished_on("i-1", T0)] == [done.id]
+    assert ledger.finished_on("i-1", T0 + HOUR) == []
+    assert ledger.finished_on("i-2", T0) == []
+
+
+def test_it_prunes_finished_runs_older_than_the_cutoff_and_keeps_active_ones(ledger: Ledger) -> None:
+    old = finished(ledger, T0)
+    active = ledger.claim(ask(T0 + HOUR, overlap="allow"), T0)
+    ledger.start(active.run.id, "i-1", T0, LEASE)
+    assert ledger.prune(before=T0 + timedelta(days=1)) == 1
+    assert ledger.get(old.id) is None and ledger.get(active.run.id) is not None
+    assert ledger.prune(before=T0 + timedelta(days=1)) == 0
+
+
+def test_it_remembers_when_it_began_watching_a_job(ledger: Ledger) -> None:
+    assert ledger.watch_since("daily", T0) == T0
+    assert ledger.watch_since("daily", T0 + HOUR) == T0
+
+
+def test_it_reports_a_missed_slot_to_exactly_one_of_many_callers(ledger: Ledger) -> None:
+    firsts = at_once(8, lambda _: ledger.mark_missed("daily", T0, T0 + HOUR))
+    assert firsts.count(True) == 1
+    assert ledger.mark_missed("daily", T0 + timedelta(days=1), T0 + HOUR) is True
+
+
+def test_it_lists_the_slots_that_succeeded(ledger: Ledger) -> None:
+    finished(ledger, T0)
+    finished(ledger, T0 + HOUR, Status.FAILED)
+    assert ledger.succeeded_slots("daily", T0 - HOUR, T0 + 2 * HOUR) == {T0}
+    assert ledger.succeeded_slots("daily", T0 + HOUR, T0 + 2 * HOUR) == set()
