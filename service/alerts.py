@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -43,6 +44,38 @@ class Alerts:
     def overlap(self, run: Run) -> None:
         """Alert that a firing was skipped because another slot of the job still runs."""
         self._in_background(run, f"job `{run.job}` skipped: the previous run is still going")
+
+    def missed(self, job: str, slot: datetime, due_since: timedelta) -> bool:
+        """Alert that an expected slot has no successful run: nothing arrived, or nothing succeeded."""
+        slot_text = format_slot(slot)
+        local = slot.astimezone(self._timezone).strftime(f"%Y-%m-%d %H:%M {self._timezone.key}")
+        rerun = f"batch-trigger trigger {job} --slot {slot_text}"
+        minutes = int(due_since.total_seconds() // 60)
+        headline = f"job `{job}` missed its {slot_text} run"
+        text = f":alarm_clock: batch-trigger: {headline} ({minutes} min past due, no successful run)"
+        fields = {
+            "Job": f"`{job}`",
+            "Slot (UTC)": slot_text,
+            "Slot (local)": local,
+            "Past due": f"{minutes} min",
+        }
+        blocks: list[dict[str, Any]] = [
+            {"type": "header", "text": {"type": "plain_text", "text": f"batch-trigger: {job} missed a run"}},
+            {
+                "type": "section",
+                "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in fields.items()],
+            },
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": "No successful run is recorded for this slot: check the schedule, the Lambda"
+                    " and earlier alerts for this job.",
+                },
+            },
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Run it: `{rerun}`"}]},
+        ]
+        return self.send(f"{text}\nrun it: {rerun}", blocks)
 
     def send(self, text: str, blocks: list[dict[str, Any]]) -> bool:
         """Post one message with bounded retries; False (and a log line) when Slack failed."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from service.errors import ConfigError, UnknownJob
 
@@ -36,6 +36,9 @@ class JobSpec:
     timeout: float = 3600
     retry_abandoned: bool = True
     max_attempts: int = 3
+    schedule: str | None = None
+    schedule_timezone: str | None = None
+    missed_after: float = 3600
 
     @property
     def description(self) -> str:
@@ -51,6 +54,9 @@ class JobSpec:
             "timeout": self.timeout,
             "retry_abandoned": self.retry_abandoned,
             "max_attempts": self.max_attempts,
+            "schedule": self.schedule,
+            "schedule_timezone": self.schedule_timezone,
+            "missed_after": self.missed_after,
         }
 
 
@@ -130,6 +136,9 @@ def job(
     timeout: float = 3600,
     retry_abandoned: bool = True,
     max_attempts: int = 3,
+    schedule: str | None = None,
+    schedule_timezone: str | None = None,
+    missed_after: float = 3600,
 ) -> Callable[[Callable[[JobContext], Any]], Callable[[JobContext], Any]]:
     """Register the decorated function `fn(ctx)` as the job `name` with its policy.
 
@@ -137,6 +146,9 @@ def job(
     `timeout`: seconds before the batch is stopped and recorded `timed_out`.
     `retry_abandoned`: re-run a run lost with its instance (abandoned, interrupted) as the
     next attempt, up to `max_attempts` attempts in all.
+    `schedule`: the cron expression the job is expected to fire on (in `schedule_timezone`, by
+    default BATCH_TIMEZONE); the watchdog alerts when a slot has no successful run
+    `missed_after` seconds after it was due.
     """
     if not JOB_NAME.match(name):
         raise ConfigError(f"job name {name!r} must be lower-case letters, digits, '-' or '_'")
@@ -146,12 +158,38 @@ def job(
         raise ConfigError(f"job {name!r}: timeout must be positive seconds")
     if max_attempts < 1:
         raise ConfigError(f"job {name!r}: max_attempts must be at least 1")
+    _check_schedule(name, schedule, schedule_timezone)
 
     def register(fn: Callable[[JobContext], Any]) -> Callable[[JobContext], Any]:
-        REGISTRY.add(JobSpec(name, fn, overlap, float(timeout), retry_abandoned, max_attempts))
+        REGISTRY.add(
+            JobSpec(
+                name,
+                fn,
+                overlap,
+                float(timeout),
+                retry_abandoned,
+                max_attempts,
+                schedule,
+                schedule_timezone,
+                float(missed_after),
+            )
+        )
         return fn
 
     return register
+
+
+def _check_schedule(name: str, schedule: str | None, zone: str | None) -> None:
+    if schedule is not None:
+        from croniter import croniter
+
+        if not croniter.is_valid(schedule):
+            raise ConfigError(f"job {name!r}: schedule {schedule!r} is not a cron expression")
+    if zone is not None:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"job {name!r}: schedule_timezone {zone!r} is not an IANA time zone") from None
 
 
 def load_jobs(modules: Iterable[str]) -> Registry:

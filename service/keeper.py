@@ -23,10 +23,12 @@ from service.jobs import Registry, load_jobs
 from service.ledger import ClaimRequest, Ledger, Run, open_ledger
 from service.runner import Runner
 from service.slots import utcnow
+from service.watchdog import Missed, Watchdog
 
 log = logging.getLogger("batch_trigger.keeper")
 #: How far back the keeper looks for lost runs to recover.
 RECOVERY_WINDOW = timedelta(days=2)
+PRUNE_EVERY = timedelta(hours=1)
 
 
 @dataclass
@@ -35,6 +37,8 @@ class Sweep:
 
     abandoned: list[Run] = field(default_factory=list)
     recovered: list[Run] = field(default_factory=list)
+    missed: list[Missed] = field(default_factory=list)
+    pruned: int = 0
 
 
 class Keeper:
@@ -46,6 +50,8 @@ class Keeper:
         self.ledger = ledger
         self.alerts = alerts
         self.runner = Runner(settings, registry, alerts)
+        self.watchdog = Watchdog(registry, ledger, alerts, settings.timezone)
+        self._next_prune: datetime | None = None
 
     def sweep(self, now: datetime) -> Sweep:
         """Mark expired leases abandoned (and alert), then start the next attempt of lost runs."""
@@ -59,7 +65,19 @@ class Keeper:
             recovered = self._recover(lost, now)
             if recovered is not None:
                 result.recovered.append(recovered)
+        result.missed = self.watchdog.check(now)
+        result.pruned = self._prune(now)
         return result
+
+    def _prune(self, now: datetime) -> int:
+        """Delete finished runs past RETENTION_DAYS, at most once an hour per instance."""
+        if not self.settings.retention_days or (self._next_prune and now < self._next_prune):
+            return 0
+        self._next_prune = now + PRUNE_EVERY
+        pruned = self.ledger.prune(before=now - timedelta(days=self.settings.retention_days))
+        if pruned:
+            log.info("pruned %d finished runs older than %d days", pruned, self.settings.retention_days)
+        return pruned
 
     def _recover(self, lost: Run, now: datetime) -> Run | None:
         try:

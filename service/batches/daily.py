@@ -51,7 +51,7 @@ def artefact_path(root: Path, day: date) -> Path:
     return root / "daily" / f"{day.isoformat()}.json"
 
 
-@job("daily", overlap="forbid", timeout=3600, retry_abandoned=True)
+@job("daily", overlap="forbid", timeout=3600, retry_abandoned=True, schedule="0 0 * * *")
 def daily(ctx: JobContext) -> None:
     """Summarise the previous day's runs (in BATCH_TIMEZONE) into artefacts/daily/DAY.json."""
     day = processed_day(ctx.logical_date)

@@ -40,7 +40,7 @@ def artefact_path(root: Path, first: date) -> Path:
     return root / "monthly" / f"{first.strftime('%Y-%m')}.json"
 
 
-@job("monthly", overlap="forbid", timeout=3 * 3600, retry_abandoned=True)
+@job("monthly", overlap="forbid", timeout=3 * 3600, retry_abandoned=True, schedule="0 0 1 * *")
 def monthly(ctx: JobContext) -> None:
     """Roll up the previous month's runs (in BATCH_TIMEZONE) into artefacts/monthly/YYYY-MM.json."""
     first, next_first = processed_month(ctx.logical_date)
