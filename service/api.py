@@ -8,9 +8,10 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from service.errors import BodyTooLarge, JobMismatch, Malformed, RunNotFound, ServiceError
+from service.errors import BodyTooLarge, JobMismatch, LedgerUnavailable, Malformed, RunNotFound, ServiceError
 from service.extension import BatchTrigger
 from service.ledger import ClaimRequest, Status
+from service.metrics import metrics, render
 from service.slots import format_slot, parse_slot, utcnow
 
 MAX_BODY_BYTES = 64 * 1024
@@ -26,7 +27,10 @@ def _state() -> BatchTrigger:
 
 @blueprint.errorhandler(ServiceError)
 def _service_error(error: ServiceError) -> tuple[Response, int, dict[str, str]]:
-    _state().count_answer(error.status)
+    if request.endpoint == "batch_trigger.trigger":
+        _state().count_answer(error.status)
+    if isinstance(error, LedgerUnavailable):
+        metrics().ledger_errors.labels("api").inc()
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after else {}
     return jsonify(error=error.code, message=error.message), error.status, headers
 
@@ -124,6 +128,13 @@ def list_jobs() -> Response:
 def healthz() -> Response:
     """200 while the process lives."""
     return jsonify(status="ok")
+
+
+@blueprint.get("/metrics")
+def metrics_text() -> Response:
+    """Prometheus exposition of this instance (all of its workers and its keeper)."""
+    body, content_type = render()
+    return Response(body, content_type=content_type)
 
 
 @blueprint.get("/readyz")

@@ -13,6 +13,7 @@ from service.drain import worker_is_draining
 from service.errors import Draining, LedgerUnavailable
 from service.jobs import Registry, load_jobs
 from service.ledger import Ledger, open_ledger
+from service.metrics import metrics
 from service.runner import Runner
 
 log = logging.getLogger("batch_trigger")
@@ -54,7 +55,6 @@ class BatchTrigger:
             self.settings.slack_webhook_url, self.settings.timezone, self.settings.instance_id
         )
         self.runner = Runner(self.settings, self.registry, self.alerts)
-        self.answers: dict[int, int] = {}
         app.extensions["batch_trigger"] = self
         app.register_blueprint(blueprint, url_prefix=self.url_prefix or None)
 
@@ -74,4 +74,4 @@ class BatchTrigger:
 
     def count_answer(self, status: int) -> None:
         """Count a trigger answer by HTTP status (exposed by the metrics endpoint)."""
-        self.answers[status] = self.answers.get(status, 0) + 1
+        metrics().trigger_answers.labels(str(status)).inc()

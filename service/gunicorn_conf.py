@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from service.metrics import prepare_multiprocess_dir
+
+if TYPE_CHECKING:
+    from service.config import Settings
 
 bind = [os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")]
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
@@ -18,21 +23,40 @@ errorlog = "-"
 control_socket_disable = True
 
 
-def _check_configuration() -> None:
+def _check_configuration() -> Settings:
     """Bad settings stop start-up with one line, before gunicorn prints anything."""
     from service.config import Settings
     from service.errors import ConfigError
     from service.jobs import load_jobs
 
     try:
-        load_jobs(Settings.from_env().batch_modules)
+        settings = Settings.from_env()
+        load_jobs(settings.batch_modules)
     except ConfigError as exc:
         print(f"batch-trigger: configuration error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
+    return settings
 
 
-# gunicorn reads this module once, in the arbiter, before it logs or binds anything.
-_check_configuration()
+# gunicorn reads this module once, in the arbiter, before it logs or binds anything; workers
+# and the keeper inherit the metrics directory through the environment.
+prepare_multiprocess_dir(_check_configuration())
+
+# gunicorn's own logs as JSON lines too, through the service's formatter.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "service.logs.JsonFormatter"}},
+    "handlers": {
+        "error": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
+        "access": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
+    },
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["error"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": ["access"], "propagate": False},
+    },
+    "root": {"level": "WARNING", "handlers": ["error"]},
+}
 
 
 def when_ready(server: Any) -> None:

@@ -21,6 +21,7 @@ from service.config import Settings
 from service.errors import ServiceError, UnknownJob
 from service.jobs import Registry, load_jobs
 from service.ledger import ClaimRequest, Ledger, Run, open_ledger
+from service.metrics import metrics
 from service.runner import Runner
 from service.slots import utcnow
 from service.watchdog import Missed, Watchdog
@@ -52,14 +53,17 @@ class Keeper:
         self.runner = Runner(settings, registry, alerts)
         self.watchdog = Watchdog(registry, ledger, alerts, settings.timezone)
         self._next_prune: datetime | None = None
+        self._counted_until = utcnow()
 
     def sweep(self, now: datetime) -> Sweep:
         """Mark expired leases abandoned (and alert), then start the next attempt of lost runs."""
         result = Sweep()
+        self._count_finished_runs()
         lease = timedelta(seconds=self.settings.lease_seconds)
         result.abandoned = self.ledger.expire_leases(now, accept_timeout=lease)
         for run in result.abandoned:
             log.warning("run abandoned: %s", run.error, extra={"run_id": run.id, "job": run.job})
+            metrics().lost_runs.labels(run.job, run.status.value).inc()
             self.alerts.run_ended(run)
         for lost in self.ledger.recoverable(since=now - RECOVERY_WINDOW):
             recovered = self._recover(lost, now)
@@ -78,6 +82,13 @@ class Keeper:
         if pruned:
             log.info("pruned %d finished runs older than %d days", pruned, self.settings.retention_days)
         return pruned
+
+    def _count_finished_runs(self) -> None:
+        """Feed the metrics with the runs this instance finished since the last sweep."""
+        for run in self.ledger.finished_on(self.settings.instance_id, self._counted_until):
+            metrics().run_finished(run)
+            if run.finished_at is not None:
+                self._counted_until = max(self._counted_until, run.finished_at)
 
     def _recover(self, lost: Run, now: datetime) -> Run | None:
         try:
@@ -103,6 +114,8 @@ class Keeper:
         )
         if claim.outcome != "new":
             return None
+        if lost.status == "interrupted":
+            metrics().lost_runs.labels(lost.job, lost.status.value).inc()
         log.warning("recovering lost run as attempt %d", claim.run.attempt, extra={"run_id": claim.run.id})
         self.runner.launch(claim.run, self.ledger)
         return claim.run
@@ -116,6 +129,7 @@ def run_forever(settings: Settings, should_stop: Callable[[], bool]) -> None:
         try:
             keeper.sweep(utcnow())
         except ServiceError as exc:
+            metrics().ledger_errors.labels("keeper").inc()
             log.warning("sweep skipped: %s", exc.message)
         except Exception:
             log.exception("sweep failed")
