@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test system-deps lint typecheck dockerlint pytest lambda-zip clean
+.PHONY: demo test system-deps lint typecheck dockerlint pytest lambda-zip cfn-lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ pytest: $(STAMP)
 ## lambda-zip: build dist/lambda_trigger.zip (handler + pyjwt + slack_sdk; the runtime has boto3)
 lambda-zip: $(STAMP)
 	$(BIN)/python deploy/build_lambda_zip.py --output dist/lambda_trigger.zip
+
+## cfn-lint: lint the AWS template (deploy/template.yaml); tests/test_deploy.py runs it too
+cfn-lint: $(STAMP)
+	$(BIN)/cfn-lint deploy/template.yaml
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
