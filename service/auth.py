@@ -119,7 +119,7 @@ def _claims(payload: dict[str, Any], trigger: bool) -> Claims:
         return Claims(sub=sub, expires_at=float(payload["exp"]), iss=_text(payload, "iss"))
     try:
         slot = parse_slot(payload["slot"])
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # OverflowError: a valid time beyond UTC's range
         raise TokenInvalid(f"token 'slot' is not usable: {exc}") from None
     jti, params, force = payload["jti"], payload.get("params", {}), payload.get("force", False)
     if not isinstance(jti, str) or not 8 <= len(jti) <= 128:
