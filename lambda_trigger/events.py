@@ -49,10 +49,9 @@ def normalise_slot(value: object) -> str:
     if not isinstance(value, str) or not _RFC3339.match(value):
         raise UnreadableEvent(f"slot must be an RFC 3339 time with an offset, not {value!r}")
     try:
-        moment = datetime.fromisoformat(value.upper())
-    except ValueError as exc:  # e.g. month 13: the shape matched but the date does not exist
+        utc = datetime.fromisoformat(value.upper()).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:  # month 13; or year 1 at +01:00, before UTC's range
         raise UnreadableEvent(f"slot {value!r} is not a valid time: {exc}") from None
-    utc = moment.astimezone(UTC)
     spec = "microseconds" if utc.microsecond else "seconds"
     return utc.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
 
