@@ -156,7 +156,7 @@ def _time_arg(name: str) -> datetime | None:
         return None
     try:
         return parse_slot(value)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # OverflowError: a valid time beyond UTC's range
         raise Malformed(f"{name}: {exc}") from None
 
 
