@@ -8,9 +8,10 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
+from service import localruns
 from service.errors import BodyTooLarge, JobMismatch, LedgerUnavailable, Malformed, RunNotFound, ServiceError
 from service.extension import BatchTrigger
-from service.ledger import ClaimRequest, Status
+from service.ledger import ClaimRequest, Run, Status
 from service.metrics import metrics, render
 from service.slots import format_slot, parse_slot, utcnow
 
@@ -58,6 +59,7 @@ def trigger(job: str) -> tuple[Response, int, dict[str, str]]:
             force=claims.force,
             event_id=claims.event_id,
             params=claims.params,
+            target=state.settings.instance_id if spec.scope == "instance" else "",
         ),
         now,
     )
@@ -105,6 +107,8 @@ def list_runs() -> Response:
         limit=int(limit),
     )
     body: dict[str, Any] = {"runs": [run.to_json() for run in runs]}
+    if request.args.get("job") and request.args.get("slot"):
+        body["coverage"] = _coverage(runs)
     if len(runs) == int(limit):
         # The next page: runs created before the oldest one here.
         body["next"] = format_slot(runs[-1].created_at)
@@ -122,6 +126,25 @@ def list_jobs() -> Response:
         for spec in state.registry
     ]
     return jsonify(jobs=jobs)
+
+
+@blueprint.get("/v1/instance")
+def instance() -> Response:
+    """This instance: its id, whether it drains, and the batches it runs right now."""
+    state = _state()
+    state.verifier.verify(request.headers.get("Authorization"), trigger=False)
+    return jsonify(_instance_body(state))
+
+
+@blueprint.post("/v1/instance/drain")
+def drain_instance() -> Response:
+    """Stop taking claims on this instance (scale-in); running batches go on. Token `sub`: drain."""
+    state = _state()
+    claims = state.verifier.verify(request.headers.get("Authorization"), trigger=False)
+    if claims.sub != "drain":
+        raise JobMismatch("draining an instance needs a token whose sub is 'drain'")
+    state.drain()
+    return jsonify(_instance_body(state))
 
 
 @blueprint.get("/healthz")
@@ -148,6 +171,26 @@ def readyz() -> tuple[Response, int]:
     except ServiceError as exc:
         return jsonify(status="ledger_unavailable", message=exc.message), 503
     return jsonify(status="ready", instance=state.settings.instance_id), 200
+
+
+def _instance_body(state: BatchTrigger) -> dict[str, Any]:
+    running = localruns.running(state.settings.run_dir, state.settings.instance_id)
+    return {"instance": state.settings.instance_id, "draining": state.draining, "running": sorted(running)}
+
+
+def _coverage(runs: list[Run]) -> dict[str, Any]:
+    """Per instance, the latest attempt's status: which instances a broadcast slot reached."""
+    latest: dict[str, Run] = {}
+    for run in runs:
+        key = run.target or run.instance or ""
+        if key not in latest or run.attempt > latest[key].attempt:
+            latest[key] = run
+    statuses = {key: run.status.value for key, run in sorted(latest.items())}
+    return {
+        "instances": statuses,
+        "count": len(statuses),
+        "succeeded": sum(1 for status in statuses.values() if status == "succeeded"),
+    }
 
 
 def _time_arg(name: str) -> datetime | None:

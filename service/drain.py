@@ -30,9 +30,27 @@ def marker(arbiter_pid: int, run_dir: str | None = None) -> Path:
     return root / f"draining-{arbiter_pid}"
 
 
+#: Set by `service.gunicorn_conf` in the arbiter, inherited by its workers: whose marker to watch.
+ARBITER_ENV = "BATCH_TRIGGER_ARBITER_PID"
+
+
+def arbiter_pid() -> int | None:
+    """The pid of the gunicorn arbiter this process serves under (None outside our gunicorn config)."""
+    value = os.environ.get(ARBITER_ENV, "")
+    return int(value) if value.isdigit() else None
+
+
+def raise_marker(arbiter_pid: int, run_dir: str | None = None) -> None:
+    """Tell every worker of that arbiter to refuse new claims."""
+    path = marker(arbiter_pid, run_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+
+
 def worker_is_draining(run_dir: str | None = None) -> bool:
     """True in a gunicorn worker whose arbiter has begun to drain (a stat call, no I/O)."""
-    return marker(os.getppid(), run_dir).exists()
+    arbiter = arbiter_pid()
+    return arbiter is not None and marker(arbiter, run_dir).exists()
 
 
 def install(server: Any, settings: Settings) -> None:
@@ -42,8 +60,7 @@ def install(server: Any, settings: Settings) -> None:
     graceful_stop: Callable[[], None] = server.handle_term
 
     def handle_term() -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch()
+        raise_marker(os.getpid(), settings.run_dir)
         server.log.info(
             "draining: new claims answer 503; running batches get %s s", settings.drain_grace_seconds
         )

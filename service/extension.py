@@ -9,7 +9,7 @@ from flask import Flask
 from service.alerts import Alerts
 from service.auth import TokenVerifier
 from service.config import Settings
-from service.drain import worker_is_draining
+from service.drain import arbiter_pid, raise_marker, worker_is_draining
 from service.errors import Draining, LedgerUnavailable
 from service.jobs import Registry, load_jobs
 from service.ledger import Ledger, open_ledger
@@ -64,8 +64,11 @@ class BatchTrigger:
         return self._draining or worker_is_draining(self.settings.run_dir)
 
     def drain(self) -> None:
-        """Stop taking new claims in this process (for hosts that manage shutdown themselves)."""
+        """Stop taking new claims on this instance: every worker under gunicorn, else this process."""
         self._draining = True
+        arbiter = arbiter_pid()
+        if arbiter is not None:
+            raise_marker(arbiter, self.settings.run_dir)
 
     def refuse_when_draining(self) -> None:
         """Raise Draining once this instance stopped taking new claims."""

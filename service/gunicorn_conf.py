@@ -6,6 +6,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from service.drain import ARBITER_ENV
 from service.metrics import prepare_multiprocess_dir
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ def _check_configuration() -> Settings:
 # gunicorn reads this module once, in the arbiter, before it logs or binds anything; workers
 # and the keeper inherit the metrics directory through the environment.
 prepare_multiprocess_dir(_check_configuration())
+os.environ[ARBITER_ENV] = str(os.getpid())
 
 # gunicorn's own logs as JSON lines too, through the service's formatter.
 logconfig_dict = {

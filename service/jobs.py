@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 Overlap = Literal["forbid", "allow"]
+Scope = Literal["fleet", "instance"]
 
 
 class RunCancelled(Exception):
@@ -39,6 +40,7 @@ class JobSpec:
     schedule: str | None = None
     schedule_timezone: str | None = None
     missed_after: float = 3600
+    scope: Scope = "fleet"
 
     @property
     def description(self) -> str:
@@ -57,6 +59,7 @@ class JobSpec:
             "schedule": self.schedule,
             "schedule_timezone": self.schedule_timezone,
             "missed_after": self.missed_after,
+            "scope": self.scope,
         }
 
 
@@ -139,6 +142,7 @@ def job(
     schedule: str | None = None,
     schedule_timezone: str | None = None,
     missed_after: float = 3600,
+    scope: Scope = "fleet",
 ) -> Callable[[Callable[[JobContext], Any]], Callable[[JobContext], Any]]:
     """Register the decorated function `fn(ctx)` as the job `name` with its policy.
 
@@ -149,6 +153,8 @@ def job(
     `schedule`: the cron expression the job is expected to fire on (in `schedule_timezone`, by
     default BATCH_TIMEZONE); the watchdog alerts when a slot has no successful run
     `missed_after` seconds after it was due.
+    `scope`: "fleet" runs each slot once across the fleet; "instance" (broadcast) runs it once on
+    every instance that receives it — the Lambda posts to each healthy target directly.
     """
     if not JOB_NAME.match(name):
         raise ConfigError(f"job name {name!r} must be lower-case letters, digits, '-' or '_'")
@@ -159,6 +165,8 @@ def job(
     if max_attempts < 1:
         raise ConfigError(f"job {name!r}: max_attempts must be at least 1")
     _check_schedule(name, schedule, schedule_timezone)
+    if scope not in ("fleet", "instance"):
+        raise ConfigError(f"job {name!r}: scope must be 'fleet' or 'instance', not {scope!r}")
 
     def register(fn: Callable[[JobContext], Any]) -> Callable[[JobContext], Any]:
         REGISTRY.add(
@@ -172,6 +180,7 @@ def job(
                 schedule,
                 schedule_timezone,
                 float(missed_after),
+                scope,
             )
         )
         return fn

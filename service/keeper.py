@@ -95,7 +95,8 @@ class Keeper:
             spec = self.registry.get(lost.job)
         except UnknownJob:
             return None
-        if not spec.retry_abandoned or lost.attempt >= spec.max_attempts:
+        # A broadcast run belonged to its instance (its cache, its files): no other can redo it.
+        if lost.target or not spec.retry_abandoned or lost.attempt >= spec.max_attempts:
             return None
         claim = self.ledger.claim(
             ClaimRequest(

@@ -58,3 +58,10 @@ def hang(ctx: JobContext) -> None:
 def crash(ctx: JobContext) -> None:
     """Exit the process hard, skipping every handler."""
     os._exit(3)
+
+
+@job("local-cache", scope="instance", overlap="allow")
+def local_cache(ctx: JobContext) -> None:
+    """A broadcast job: clear this instance's cache (records the execution)."""
+    time.sleep(float(ctx.params.get("seconds", 0)))
+    _record(ctx)

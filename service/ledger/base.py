@@ -52,6 +52,8 @@ class Run:
     lease_until: datetime | None = None
     error: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    #: "" for a job that runs once across the fleet; the instance id for a broadcast job's run.
+    target: str = ""
 
     @property
     def active(self) -> bool:
@@ -81,6 +83,8 @@ class ClaimRequest:
     force: bool = False
     #: Set by recovery: open the next attempt only while this attempt is still the slot's latest.
     recovering: int | None = None
+    #: A broadcast job claims the slot once per instance: the instance id; "" elsewhere.
+    target: str = ""
     event_id: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -102,14 +106,14 @@ class Ledger(ABC):
     def claim(self, request: ClaimRequest, now: datetime) -> Claim:
         """Claim (job, slot) atomically: the first caller gets a new run, later ones the same run."""
         with self._claim_transaction(request.job):
-            latest = self._latest_attempt(request.job, request.slot)
+            latest = self._latest_attempt(request.job, request.slot, request.target)
             if latest is not None and (latest.active or not request.force):
                 return Claim(latest, "duplicate")
             if request.recovering is not None and (latest is None or latest.attempt != request.recovering):
                 return Claim(latest or _missing(request), "duplicate")
             blocker = None
             if request.overlap != "allow":
-                blocker = self._active_run_of_other_slot(request.job, request.slot)
+                blocker = self._active_run_of_other_slot(request.job, request.slot, request.target)
             if blocker is not None and request.overlap == "defer":
                 return Claim(blocker, "deferred")
             run = Run(
@@ -125,11 +129,12 @@ class Ledger(ABC):
                 finished_at=now if blocker else None,
                 error=f"overlap: slot {format_slot(blocker.slot)} is {blocker.status}" if blocker else None,
                 params=request.params,
+                target=request.target,
             )
             # The uniqueness constraint on (job, slot, attempt) is the final word, even if a
             # backend's transaction were weaker than we believe.
             if not self._insert(run):
-                existing = self._latest_attempt(request.job, request.slot)
+                existing = self._latest_attempt(request.job, request.slot, request.target)
                 assert existing is not None
                 return Claim(existing, "duplicate")
         return Claim(run, "overlap" if blocker else "new")
@@ -239,10 +244,10 @@ class Ledger(ABC):
         """A transaction in which no other claim of `job` interleaves."""
 
     @abstractmethod
-    def _latest_attempt(self, job: str, slot: datetime) -> Run | None: ...
+    def _latest_attempt(self, job: str, slot: datetime, target: str) -> Run | None: ...
 
     @abstractmethod
-    def _active_run_of_other_slot(self, job: str, slot: datetime) -> Run | None: ...
+    def _active_run_of_other_slot(self, job: str, slot: datetime, target: str) -> Run | None: ...
 
     @abstractmethod
     def _insert(self, run: Run) -> bool:

@@ -28,6 +28,7 @@ COLUMNS = (
     "lease_until",
     "error",
     "params",
+    "target",
 )
 _TIMES = frozenset({"slot", "created_at", "started_at", "heartbeat_at", "finished_at", "lease_until"})
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM runs"
@@ -95,17 +96,17 @@ class SqlLedger(Ledger):
         values["status"] = Status(values["status"])
         return Run(**values)
 
-    def _latest_attempt(self, job: str, slot: datetime) -> Run | None:
+    def _latest_attempt(self, job: str, slot: datetime, target: str) -> Run | None:
         rows = self._query(
-            f"{_SELECT} WHERE job = ? AND slot = ? ORDER BY attempt DESC LIMIT 1",
-            (job, self._encode_time(slot)),
+            f"{_SELECT} WHERE job = ? AND slot = ? AND target = ? ORDER BY attempt DESC LIMIT 1",
+            (job, self._encode_time(slot), target),
         )
         return self._run(rows[0]) if rows else None
 
-    def _active_run_of_other_slot(self, job: str, slot: datetime) -> Run | None:
+    def _active_run_of_other_slot(self, job: str, slot: datetime, target: str) -> Run | None:
         rows = self._query(
-            f"{_SELECT} WHERE job = ? AND status IN {_ACTIVE_SQL} AND slot <> ? LIMIT 1",
-            (job, self._encode_time(slot)),
+            f"{_SELECT} WHERE job = ? AND target = ? AND status IN {_ACTIVE_SQL} AND slot <> ? LIMIT 1",
+            (job, target, self._encode_time(slot)),
         )
         return self._run(rows[0]) if rows else None
 
@@ -113,7 +114,7 @@ class SqlLedger(Ledger):
         values = [self._encode(name, getattr(run, name)) for name in COLUMNS]
         rows = self._query(
             f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-            " ON CONFLICT (job, slot, attempt) DO NOTHING RETURNING id",
+            " ON CONFLICT (job, slot, target, attempt) DO NOTHING RETURNING id",
             values,
         )
         return bool(rows)
@@ -142,7 +143,7 @@ class SqlLedger(Ledger):
         rows = self._query(
             f"{_SELECT} AS r WHERE status IN ('abandoned', 'interrupted') AND finished_at >= ?"
             " AND NOT EXISTS (SELECT 1 FROM runs AS n"
-            " WHERE n.job = r.job AND n.slot = r.slot AND n.attempt > r.attempt)"
+            " WHERE n.job = r.job AND n.slot = r.slot AND n.target = r.target AND n.attempt > r.attempt)"
             " ORDER BY finished_at",
             (self._encode_time(since),),
         )

@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS runs (
     lease_until TEXT,
     error TEXT,
     params TEXT NOT NULL DEFAULT '{}',
-    UNIQUE (job, slot, attempt)
+    target TEXT NOT NULL DEFAULT '',
+    UNIQUE (job, slot, target, attempt)
 );
 CREATE INDEX IF NOT EXISTS runs_job_status ON runs (job, status);
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
