@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -97,6 +98,13 @@ class Fleet:
         """POST a trigger through nginx (or to `base`, one instance's URL)."""
         return client.request("POST", f"{base or self.url}/v1/jobs/{job}/runs", token, b"{}", timeout=30)
 
+    def start_tally(self, slot: str, params: dict[str, float]) -> tuple[dict[str, Any], LiveService]:
+        """Claim `tally` for `slot` through nginx; return the run once it runs, and its instance."""
+        claim = self.post("tally", self.mint("tally", slot, params=params))
+        assert claim.status == 202, claim
+        run = self.wait_run(claim.body["id"], "running")
+        return run, self.instance(run["instance"])  # whichever instance nginx gave the claim to
+
     def run(self, run_id: str) -> dict[str, Any]:
         """One run, read through nginx."""
         answer = client.request("GET", f"{self.url}/v1/runs/{run_id}", self.instances[0].read_token())
@@ -163,6 +171,13 @@ class Fleet:
 def address(instance: LiveService) -> str:
     """The host:port nginx uses for an instance (and logs as its upstream address)."""
     return f"127.0.0.1:{instance.port}"
+
+
+def terminate(instance: LiveService) -> subprocess.Popen[bytes]:
+    """Send SIGTERM to an instance's gunicorn arbiter (as a scale-in does); return its process."""
+    assert instance.process is not None
+    instance.process.send_signal(signal.SIGTERM)
+    return instance.process
 
 
 def _when(run: dict[str, Any], statuses: tuple[str, ...]) -> dict[str, Any] | None:
@@ -257,10 +272,7 @@ def test_it_reruns_a_run_lost_with_its_killed_instance_once_and_leaves_an_opted_
 ) -> None:
     fleet = fleet_of()
     slot = format_slot(unique_slot())
-    lost = fleet.post("tally", fleet.mint("tally", slot, params=LONG_FIRST))
-    assert lost.status == 202, lost
-    running = fleet.wait_run(lost.body["id"], "running")
-    victim = fleet.instance(running["instance"])  # whichever instance nginx gave the claim to
+    lost, victim = fleet.start_tally(slot, LONG_FIRST)
     kept = fleet.post("tally-once", fleet.mint("tally-once", slot, params=LONG_FIRST), base=victim.url)
     assert kept.status == 202, kept
     fleet.wait_run(kept.body["id"], "running")
@@ -272,7 +284,7 @@ def test_it_reruns_a_run_lost_with_its_killed_instance_once_and_leaves_an_opted_
 
     # Detected by the live instances' sweeps once the lease runs out (a few heartbeats later).
     bound = LEASE_SECONDS + 10
-    abandoned = fleet.wait_run(lost.body["id"], *ENDED, timeout=bound)
+    abandoned = fleet.wait_run(lost["id"], *ENDED, timeout=bound)
     opted_out = fleet.wait_run(kept.body["id"], *ENDED, timeout=bound)
     assert (abandoned["status"], opted_out["status"]) == ("abandoned", "abandoned")
     for run in (abandoned, opted_out):
@@ -282,14 +294,14 @@ def test_it_reruns_a_run_lost_with_its_killed_instance_once_and_leaves_an_opted_
     second = fleet.wait_attempt("tally", slot, 2, *ENDED)
     assert second["status"] == "succeeded" and second["instance"] in fleet.others(victim)
     assert fleet.notes("tally") == [
-        ("start", lost.body["id"], 1), ("start", second["id"], 2), ("done", second["id"], 2)
+        ("start", lost["id"], 1), ("start", second["id"], 2), ("done", second["id"], 2)
     ]  # fmt: skip
     # The sweeps that re-ran tally saw tally-once too; give a few more the chance to do wrong.
     end = time.monotonic() + 3
     while time.monotonic() < end:
         assert [r["id"] for r in fleet.runs("tally-once", slot)] == [kept.body["id"]]
         time.sleep(0.25)
-    assert [r["id"] for r in fleet.runs("tally", slot)] == [second["id"], lost.body["id"]]
+    assert [r["id"] for r in fleet.runs("tally", slot)] == [second["id"], lost["id"]]
     assert fleet.notes("tally-once") == [("start", kept.body["id"], 1)]
 
 
@@ -298,14 +310,9 @@ def test_it_drains_on_sigterm_while_deliveries_go_elsewhere_and_the_batch_finish
 ) -> None:
     fleet = fleet_of()
     slot = format_slot(unique_slot())
-    claim = fleet.post("tally", fleet.mint("tally", slot, params={"seconds": 6}))
-    assert claim.status == 202, claim
-    run = fleet.wait_run(claim.body["id"], "running")
-    draining = fleet.instance(run["instance"])
-    process = draining.process
-    assert process is not None
+    run, draining = fleet.start_tally(slot, {"seconds": 6})
 
-    process.send_signal(signal.SIGTERM)
+    process = terminate(draining)
 
     ready = fleet.wait(
         "/readyz 503 on the draining instance",
@@ -337,14 +344,9 @@ def test_it_interrupts_a_batch_past_the_drain_grace_and_recovers_it_on_another_i
 ) -> None:
     fleet = fleet_of(DRAIN_GRACE_SECONDS="1")
     slot = format_slot(unique_slot())
-    claim = fleet.post("tally", fleet.mint("tally", slot, params=LONG_FIRST))
-    assert claim.status == 202, claim
-    run = fleet.wait_run(claim.body["id"], "running")
-    draining = fleet.instance(run["instance"])
-    process = draining.process
-    assert process is not None
+    run, draining = fleet.start_tally(slot, LONG_FIRST)
 
-    process.send_signal(signal.SIGTERM)
+    process = terminate(draining)
 
     interrupted = fleet.wait_run(run["id"], *ENDED, timeout=20)
     assert interrupted["status"] == "interrupted" and "shut down" in interrupted["error"]
