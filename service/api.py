@@ -48,7 +48,6 @@ def trigger(job: str) -> tuple[Response, int, dict[str, str]]:
     state.refuse_when_draining()
     now = utcnow()
     assert claims.jti is not None and claims.slot is not None
-    state.ledger.consume_token(claims.jti, now.fromtimestamp(claims.expires_at, now.tzinfo), now)
     claim = state.ledger.claim(
         ClaimRequest(
             job=job,
@@ -60,6 +59,8 @@ def trigger(job: str) -> tuple[Response, int, dict[str, str]]:
             event_id=claims.event_id,
             params=claims.params,
             target=state.settings.instance_id if spec.scope == "instance" else "",
+            token_id=claims.jti,
+            token_expires=now.fromtimestamp(claims.expires_at, now.tzinfo),
         ),
         now,
     )

@@ -125,9 +125,15 @@ class Keeper:
 def run_forever(settings: Settings, should_stop: Callable[[], bool]) -> None:
     """Sweep every HEARTBEAT_SECONDS (with jitter) until `should_stop()`; survive ledger outages."""
     registry = load_jobs(settings.batch_modules)
-    keeper = Keeper(settings, registry, open_ledger(settings.ledger_url), _alerts(settings))
+    ledger = open_ledger(settings.ledger_url)
+    keeper = Keeper(settings, registry, ledger, _alerts(settings))
+    schema_ready = False
     while not should_stop():
         try:
+            # The keeper starts before any worker: it may be the first to open a fresh database.
+            if not schema_ready:
+                ledger.ensure_schema()
+                schema_ready = True
             keeper.sweep(utcnow())
         except ServiceError as exc:
             metrics().ledger_errors.labels("keeper").inc()

@@ -338,3 +338,17 @@ def test_it_keeps_the_password_out_of_postgres_errors() -> None:
         ledger.ping()
     assert "pw-s3cret" not in str(caught.value)
     assert f"127.0.0.1:{port}/ledger" in str(caught.value)
+
+
+def test_it_uses_up_a_claims_token_so_a_replay_is_refused(ledger: Ledger) -> None:
+    ledger.claim(ask(token_id="jti-once-0001", token_expires=T0 + HOUR), T0)
+    with pytest.raises(TokenReplayed):
+        ledger.claim(ask(T0 + HOUR, token_id="jti-once-0001", token_expires=T0 + HOUR), T0)
+
+
+def test_it_keeps_the_token_usable_when_the_claim_fails(ledger: Ledger) -> None:
+    # A failure inside the claim's transaction undoes the token's use with it, so a load
+    # balancer or client that retries the very same request is not told "replayed".
+    with pytest.raises(TypeError):
+        ledger.claim(ask(token_id="jti-retry-0001", params={"unserialisable": object()}), T0)
+    assert ledger.claim(ask(token_id="jti-retry-0001"), T0).outcome == "new"

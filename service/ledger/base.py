@@ -85,6 +85,10 @@ class ClaimRequest:
     recovering: int | None = None
     #: A broadcast job claims the slot once per instance: the instance id; "" elsewhere.
     target: str = ""
+    #: The trigger token's `jti` and expiry: used up in the claim's own transaction, so an error
+    #: that undoes the claim also leaves the token usable for a retry of the same request.
+    token_id: str | None = None
+    token_expires: datetime | None = None
     event_id: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -105,7 +109,11 @@ class Ledger(ABC):
 
     def claim(self, request: ClaimRequest, now: datetime) -> Claim:
         """Claim (job, slot) atomically: the first caller gets a new run, later ones the same run."""
+        if request.token_id is not None and random.random() < self.prune_probability:  # noqa: S311
+            self._prune_tokens(now)
         with self._claim_transaction(request.job):
+            if request.token_id is not None:
+                self._use_token(request.token_id, request.token_expires or now)
             latest = self._latest_attempt(request.job, request.slot, request.target)
             if latest is not None and (latest.active or not request.force):
                 return Claim(latest, "duplicate")
@@ -143,6 +151,9 @@ class Ledger(ABC):
         """Record a token id as used; a second use raises TokenReplayed."""
         if random.random() < self.prune_probability:  # noqa: S311 - load spreading, not security
             self._prune_tokens(now)
+        self._use_token(jti, expires_at)
+
+    def _use_token(self, jti: str, expires_at: datetime) -> None:
         if not self._insert_token(jti, expires_at):
             raise TokenReplayed("this token was already used; mint a fresh one")
 
