@@ -1,0 +1,1 @@
+"""Benchmarks of batch-trigger against bare baselines: `make bench` (python -m bench)."""

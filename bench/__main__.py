@@ -1,0 +1,71 @@
+"""`make bench`: measure everything in one run and print the side-by-side tables (see BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+from bench import coldstart, fleet, interference, latency, report, throughput
+from bench.stack import Stack
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the measurements in a fixed order and print the report to stdout (progress to stderr)."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--reps", type=int, default=3, help="repetitions of each load run (default 3)")
+    parser.add_argument("--seconds", type=float, default=5, help="length of each load run (default 5)")
+    parser.add_argument("--cold-runs", type=int, default=30, help="fresh processes per handler (default 30)")
+    parser.add_argument("--firings", type=int, default=200, help="firings for event-to-start (default 200)")
+    parser.add_argument("--deliveries", type=int, default=1000, help="deliveries per storm (default 1000)")
+    args = parser.parse_args(argv)
+    began = time.monotonic()
+    lines: list[str] = []
+    with Stack() as stack:
+        _progress("1/5 trigger vs bare endpoint (SQLite, PostgreSQL)")
+        rows = throughput.measure(stack, reps=args.reps, seconds=args.seconds)
+        lines += [*report.throughput(rows, args.reps, args.seconds, throughput.CONNECTIONS), ""]
+        _progress("1b  CPU breakdown per operation")
+        ledgers = {"SQLite": f"sqlite:///{stack.work / 'breakdown.db'}", "PostgreSQL": stack.postgres_url()}
+        lines += [*report.breakdown({name: _breakdown(url) for name, url in ledgers.items()}), ""]
+        service = stack.instance("lambda-target")
+        _progress("2/5 Lambda cold start")
+        lines += [*report.coldstart(coldstart.measure(stack, service.url, runs=args.cold_runs)), ""]
+        _progress("3/5 duplicate storm across the fleet")
+        storms = fleet.measure(stack, reps=args.reps, deliveries=args.deliveries)
+        lines += [*report.fleet(storms, args.deliveries), ""]
+        _progress("4/5 event-to-batch-start latency")
+        pg_service = stack.instance("lambda-target-pg", stack.postgres_url())
+        starts = {
+            "SQLite": latency.measure(stack, service.url, count=args.firings),
+            "PostgreSQL": latency.measure(stack, pg_service.url, count=args.firings),
+        }
+        lines += [*report.latency(starts), ""]
+        _progress("5/5 interference of a CPU-bound batch with web latency")
+        result = interference.measure(stack, reps=args.reps, seconds=args.seconds)
+        lines += [*report.interference(result, args.seconds), ""]
+        header = ["## batch-trigger benchmarks", "", *report.machine(stack.postgres_version()), ""]
+    minutes = (time.monotonic() - began) / 60
+    print("\n".join([*header, *lines, f"(measured in {minutes:.1f} minutes)"]))
+    return 0
+
+
+def _breakdown(ledger_url: str) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.breakdown", ledger_url],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.breakdown failed: {done.stderr[-2000:]}")
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _progress(text: str) -> None:
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
