@@ -200,7 +200,7 @@ def _time_arg(name: str) -> datetime | None:
         return None
     try:
         return parse_slot(value)
-    except (ValueError, OverflowError) as exc:  # OverflowError: a valid time beyond UTC's range
+    except ValueError as exc:
         raise Malformed(f"{name}: {exc}") from None
 
 

@@ -17,7 +17,10 @@ def parse_slot(text: str) -> datetime:
         raise ValueError(f"slot must be an RFC 3339 timestamp, got {text!r:.60}") from None
     if value.tzinfo is None:
         raise ValueError(f"slot needs a UTC offset (e.g. 'Z'), got {text!r:.60}")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # a valid time whose UTC instant falls outside year 1..9999
+        raise ValueError(f"slot lies outside the representable years, got {text!r:.60}") from None
 
 
 def format_slot(value: datetime) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 
@@ -32,6 +33,10 @@ def _signed(
     service: LiveService, claims: dict[str, object], key: str | None = None, alg: str = "HS256"
 ) -> str:
     return jwt.encode(claims, key or service.secret, algorithm=alg)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
 def _error(answer: object) -> str:
@@ -146,6 +151,8 @@ TOKEN_FAILURES = {
     "unknown kid": lambda s: jwt.encode(_claims(s), s.secret, algorithm="HS256", headers={"kid": "old"}),
     "not a JWT": lambda s: "not.a.jwt",
     "params not an object": lambda s: _signed(s, _claims(s, params=[1])),
+    "header nested past the parser's depth": lambda s: _b64(b"[" * 5000) + ".e30.sig",
+    "slot beyond UTC's range": lambda s: _signed(s, _claims(s, slot="0001-01-01T00:00:00+01:00")),
 }
 
 

@@ -93,7 +93,8 @@ class SqliteLedger(SqlLedger):
         return value.astimezone(UTC).strftime(_TIME_FORMAT)
 
     def _decode_time(self, value: Any) -> datetime:
-        return datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)
+        # fromisoformat reads the fixed-width form ~20x faster than strptime.
+        return datetime.fromisoformat(value)
 
     def _connection(self) -> sqlite3.Connection:
         state = self._state()
