@@ -3,17 +3,23 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.installed-runtime
 
 .PHONY: demo test system-deps lint typecheck dockerlint pytest lambda-zip cfn-lint security bench clean
 
-$(STAMP): pyproject.toml
+# The demo needs only the package itself; the tests need the dev tools as well.
+$(RUNTIME_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(RUNTIME_STAMP)
+
+$(STAMP): $(RUNTIME_STAMP)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 ## demo: set up and run the local end-to-end demo on SQLite
-demo: $(STAMP)
+demo: $(RUNTIME_STAMP)
 	$(BIN)/batch-trigger demo
 
 ## test: set up, lint, type-check and run every test
