@@ -58,10 +58,15 @@ _opener = urllib.request.build_opener(_NoRedirects)
 
 def post_once(url: str, token: str, timeout: float) -> Answer:
     """POST `{}` with the bearer token and return the answer; never raises for transport errors."""
+    return request_once("POST", url, token, timeout)
+
+
+def request_once(method: str, url: str, token: str, timeout: float) -> Answer:
+    """One request (POST sends `{}`) with the bearer token; never raises for transport errors."""
     request = urllib.request.Request(  # noqa: S310 - the URL's scheme is checked in settings
         url,
-        data=b"{}",
-        method="POST",
+        data=b"{}" if method == "POST" else None,
+        method=method,
         headers={
             "Authorization": f"Bearer {token}",
             "Content-Type": "application/json",

@@ -29,15 +29,20 @@ def container() -> Trigger:
     """This container's `Trigger`, built from the environment on first use."""
     global _trigger
     if _trigger is None:
-        try:
-            settings = Settings.from_env(os.environ)
-        except ConfigurationError as exc:
-            log.error("config.invalid error=%s", exc)
-            _alert_bad_configuration(exc)
-            raise
-        log.setLevel(settings.log_level)
-        _trigger = Trigger(settings)
+        _trigger = Trigger(settings_from_env())
     return _trigger
+
+
+def settings_from_env() -> Settings:
+    """The function's settings; a bad environment is logged and alerted before it raises."""
+    try:
+        settings = Settings.from_env(os.environ)
+    except ConfigurationError as exc:
+        log.error("config.invalid error=%s", exc)
+        _alert_bad_configuration(exc)
+        raise
+    log.setLevel(settings.log_level)  # "lambda_trigger": every module of the package
+    return settings
 
 
 def reset_container() -> None:

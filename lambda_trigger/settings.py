@@ -8,12 +8,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from lambda_trigger.events import JOB_NAME
+
 DEFAULT_AUDIENCE = "batch-trigger"
 MAX_TOKEN_LIFETIME = 300  # the service refuses tokens that live longer (DESIGN: "at most 300 s")
 # Algorithms the service may be configured to accept; asymmetric ones need `cryptography`.
 ALGORITHMS = ("HS256", "HS384", "HS512", "EdDSA", "ES256", "RS256")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$")
+_TARGET_GROUP_ARN = re.compile(
+    r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[^/]+/[0-9a-f]+$"
+)
 
 
 class ConfigurationError(ValueError):
@@ -41,6 +46,63 @@ class SlackSettings:
 
 
 @dataclass(frozen=True)
+class FleetSettings:
+    """How to reach each instance directly: broadcast jobs and the scale-in lifecycle hook."""
+
+    broadcast_jobs: frozenset[str] = frozenset()
+    target_group_arn: str | None = None
+    autoscaling_group: str | None = None
+    scheme: str = "http"
+    path_prefix: str = ""  # where the service is mounted on an instance, e.g. "/batch"
+    instance_port: int | None = None
+    lifecycle_max_wait: float = 600.0
+    lifecycle_heartbeat: float = 60.0
+    lifecycle_poll: float = 5.0
+    reach_timeout: float = 10.0  # how long an instance may not answer before it counts as gone
+
+    @property
+    def region(self) -> str | None:
+        """The target group's region, which the AWS clients use (None: the runtime's region)."""
+        return self.target_group_arn.split(":")[3] if self.target_group_arn else None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], app_path: str = "") -> FleetSettings:
+        """Read `BROADCAST_JOBS`, `TARGET_GROUP_ARN`, `AUTOSCALING_GROUP_NAME`, `TARGET_*`, `LIFECYCLE_*`.
+
+        `app_path` is APP_URL's path: by default an instance serves the API under the same prefix.
+        """
+        listed = (_text(env, "BROADCAST_JOBS") or "").split(",")
+        jobs = frozenset(name.strip() for name in listed if name.strip())
+        bad = sorted(name for name in jobs if not JOB_NAME.match(name))
+        if bad:
+            raise ConfigurationError(f"BROADCAST_JOBS must list job names, not {', '.join(map(repr, bad))}")
+        arn = _text(env, "TARGET_GROUP_ARN")
+        if arn and not _TARGET_GROUP_ARN.match(arn):
+            raise ConfigurationError(f"TARGET_GROUP_ARN must be an ELB target group ARN, not {arn!r}")
+        if jobs and not arn:
+            raise ConfigurationError("BROADCAST_JOBS needs TARGET_GROUP_ARN, whose targets are the fleet")
+        scheme = (_text(env, "TARGET_SCHEME") or "http").lower()
+        if scheme not in ("http", "https"):
+            raise ConfigurationError(f"TARGET_SCHEME must be http or https, not {scheme!r}")
+        prefix = _text(env, "TARGET_PATH_PREFIX")
+        prefix = app_path if prefix is None else prefix
+        if prefix and not prefix.startswith("/"):
+            raise ConfigurationError(f"TARGET_PATH_PREFIX must start with '/', not {prefix!r}")
+        return cls(
+            broadcast_jobs=jobs,
+            target_group_arn=arn,
+            autoscaling_group=_text(env, "AUTOSCALING_GROUP_NAME"),
+            scheme=scheme,
+            path_prefix=prefix.rstrip("/"),
+            instance_port=_port(env, "INSTANCE_PORT"),
+            lifecycle_max_wait=_number(env, "LIFECYCLE_MAX_WAIT_SECONDS", 600.0, 0.0, 900.0),
+            lifecycle_heartbeat=_number(env, "LIFECYCLE_HEARTBEAT_SECONDS", 60.0, 0.1, 3600.0),
+            lifecycle_poll=_number(env, "LIFECYCLE_POLL_SECONDS", 5.0, 0.05, 300.0),
+            reach_timeout=_number(env, "INSTANCE_REACH_SECONDS", 10.0, 0.1, 300.0),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything one container needs to turn events into signed trigger requests."""
 
@@ -58,6 +120,7 @@ class Settings:
     backoff_base: float = 0.5
     backoff_max: float = 8.0
     slack: SlackSettings = field(default_factory=SlackSettings)
+    fleet: FleetSettings = field(default_factory=FleetSettings)
     log_level: str = "INFO"
 
     @classmethod
@@ -93,6 +156,7 @@ class Settings:
             backoff_base=_number(env, "BACKOFF_BASE_SECONDS", 0.5, 0.001, 60.0),
             backoff_max=_number(env, "BACKOFF_MAX_SECONDS", 8.0, 0.001, 300.0),
             slack=SlackSettings.from_env(env),
+            fleet=FleetSettings.from_env(env, parts.path),
             log_level=log_level,
         )
 
@@ -120,6 +184,13 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float, high:
     if not low <= value <= high:
         raise ConfigurationError(f"{name} must be between {low:g} and {high:g}, not {raw}")
     return value
+
+
+def _port(env: Mapping[str, str], name: str) -> int | None:
+    raw = _text(env, name)
+    if raw is not None and not (raw.isdigit() and 1 <= int(raw) <= 65535):
+        raise ConfigurationError(f"{name} must be a TCP port (1-65535), not {raw!r}")
+    return int(raw) if raw is not None else None
 
 
 def _rule_jobs(env: Mapping[str, str]) -> dict[str, str]:

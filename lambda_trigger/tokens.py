@@ -56,3 +56,10 @@ class Signer:
             claims["event_id"] = firing.event_id
         headers = {"kid": self.kid} if self.kid else None
         return jwt.encode(claims, self.key, algorithm=self.algorithm, headers=headers)
+
+    def mint_read(self, subject: str) -> str:
+        """Return a fresh token for the service's read endpoints and its drain (`sub` = `subject`)."""
+        now = int(time.time())
+        claims = {"iss": ISSUER, "aud": self.audience, "sub": subject, "iat": now, "exp": now + self.lifetime}
+        headers = {"kid": self.kid} if self.kid else None
+        return jwt.encode(claims, self.key, algorithm=self.algorithm, headers=headers)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any, Protocol
 from urllib.parse import quote
 
 from lambda_trigger.alerts import FAILURE, WARNING, Alerter
 from lambda_trigger.aws_secrets import SecretStore, SecretUnavailable
+from lambda_trigger.broadcast import BroadcastIncomplete, cover
 from lambda_trigger.delivery import Answer, Delivery, deliver
 from lambda_trigger.events import Firing, UnreadableEvent, describe, read_event
 from lambda_trigger.settings import ConfigurationError, Settings
+from lambda_trigger.targets import Fleet, FleetUnavailable
 from lambda_trigger.tokens import Signer
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,7 @@ class Trigger:
         self.secrets = secrets or SecretStore()
         self.alerter = alerter or Alerter(settings.slack, self.secrets)
         self._signer: Signer | None = None
+        self.fleet = Fleet(settings.fleet)  # builds its AWS clients on first use only
 
     def handle(self, event: object, context: LambdaContext | None = None) -> dict[str, Any]:
         """Trigger the event's (job, slot) once; return the run summary or raise after alerting."""
@@ -60,6 +64,8 @@ class Trigger:
             raise
         label = f"job={firing.job} slot={firing.slot} event_id={firing.event_id}"
         signer = self._signer_for(firing, request_id)
+        if firing.job in self.settings.fleet.broadcast_jobs:
+            return self._broadcast(firing, signer, context, label, request_id)
         delivery = deliver(
             f"{self.settings.app_url}/v1/jobs/{quote(firing.job)}/runs",
             lambda: signer.mint(firing),
@@ -109,6 +115,12 @@ class Trigger:
             log.info(
                 "trigger.done %s run_id=%s http=%s attempts=%d", label, body["id"], answer.status, attempts
             )
+            if body.get("target"):
+                # A broadcast job sent through the load balancer ran on one instance only.
+                log.warning("trigger.broadcast_through_balancer %s", label)
+                title = f"batch-trigger: {firing.job} runs per instance, but only one instance was triggered"
+                fields = _fields(firing, answer.summary, attempts) | {"fix": "add it to BROADCAST_JOBS"}
+                self.alerter.send(WARNING, title, fields)
             return summary
         fields = _fields(firing, answer.summary, attempts) | {"request id": request_id}
         if answer.status == 409:
@@ -126,6 +138,27 @@ class Trigger:
         log.error("trigger.failed %s why=%r attempts=%d answer=%r", label, why, attempts, answer.summary)
         self.alerter.send(FAILURE, f"batch-trigger: trigger failed ({why})", fields)
         raise TriggerFailed(message, firing, answer, attempts)
+
+    def _broadcast(
+        self, firing: Firing, signer: Signer, context: LambdaContext | None, label: str, request_id: str
+    ) -> dict[str, Any]:
+        try:
+            mint = partial(signer.mint, firing)  # a fresh token per attempt and target
+            coverage = cover(firing, self.fleet, mint, self.settings, lambda: self.budget(context))
+        except (FleetUnavailable, ConfigurationError) as exc:
+            log.error("broadcast.no_targets %s error=%s", label, exc)
+            fields = _fields(firing, "", 0) | {"error": exc, "request id": request_id}
+            self.alerter.send(FAILURE, f"batch-trigger: cannot list the instances for {firing.job}", fields)
+            raise
+        if coverage.complete:
+            log.info("broadcast.done %s runs=%s duplicates=%d", label, coverage.runs, coverage.duplicates)
+            return coverage.summary(firing)
+        log.error("broadcast.incomplete %s shortfall=%r", label, coverage.shortfalls)
+        fields = _fields(firing, "", 0) | coverage.fields() | {"request id": request_id}
+        title = f"batch-trigger: broadcast of {firing.job} did not reach every instance"
+        self.alerter.send(FAILURE, title, fields)
+        message = f"broadcast incomplete for {label}: " + "; ".join(coverage.shortfalls)
+        raise BroadcastIncomplete(message, firing, coverage)
 
 
 def _fields(firing: Firing, answer: str, attempts: int) -> dict[str, object]:
