@@ -16,6 +16,8 @@ from cfnlint.decode import decode
 from croniter import croniter
 
 from lambda_trigger.events import read_event
+from lambda_trigger.lifecycle import COMPLETE_RESERVE
+from lambda_trigger.lifecycle_events import TERMINATE_DETAIL_TYPE, TERMINATING
 from lambda_trigger.settings import Settings as LambdaSettings
 from service.jobs import load_jobs
 from tests.support.live import REPO
@@ -26,6 +28,20 @@ CFN_LINT = Path(sys.executable).parent / "cfn-lint"
 # (https://docs.aws.amazon.com/scheduler/latest/UserGuide/managing-schedule-context-attributes.html).
 SCHEDULED_TIME = "2026-11-22T15:00:00Z"
 EXECUTION_ID = "d1b7a6f0-8a2c-4a53-9c1e-2b4f0e5c7a91"
+NO_VALUE = {"Ref": "AWS::NoValue"}
+# The fleet parameters left empty (the default), or all set.
+NO_FLEET = {"HasBroadcastJobs": False, "CheckCapacity": False, "HasScaleInHook": False}
+FLEET = dict.fromkeys(NO_FLEET, True)
+FLEET_VALUES = {
+    "TargetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef",
+    "AutoScalingGroupName": "web-asg",
+    "BroadcastJobs": "local-cache,reload-config",
+}
+# What the other variables hold once deployed (they are references in the template).
+DEPLOYED = {
+    "APP_URL": "https://app.internal",
+    "TRIGGER_SECRET_ARN": "arn:aws:secretsmanager:ap-northeast-1:123456789012:secret:trigger-AbCdEf",
+}
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +98,41 @@ def _function_env(template: dict[str, Any]) -> dict[str, Any]:
 
 def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
     return [s for policy in role["Properties"]["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+
+
+def _choose(value: Any, conditions: dict[str, bool]) -> Any:
+    """`value` with each `Fn::If` on one of `conditions` decided, and `AWS::NoValue` left out."""
+    if isinstance(value, dict):
+        if set(value) == {"Fn::If"}:
+            name, chosen, otherwise = value["Fn::If"]
+            if name not in conditions:
+                return value  # decided by CloudFormation, as written
+            return _choose(chosen if conditions[name] else otherwise, conditions)
+        items = {key: _choose(item, conditions) for key, item in value.items()}
+        return {key: item for key, item in items.items() if item != NO_VALUE}
+    if isinstance(value, list):
+        return [item for item in (_choose(item, conditions) for item in value) if item != NO_VALUE]
+    return value
+
+
+def _literal(variables: dict[str, Any]) -> dict[str, str]:
+    """Environment values as deployed with the fleet parameters set (`FLEET_VALUES`)."""
+    refs = {
+        name: FLEET_VALUES[value["Ref"]]
+        for name, value in variables.items()
+        if value in [{"Ref": parameter} for parameter in FLEET_VALUES]
+    }
+    return {k: v for k, v in variables.items() if isinstance(v, str)} | refs
+
+
+def _granted(statements: list[dict[str, Any]]) -> dict[str, Any]:
+    """Action -> Resource."""
+    granted = {}
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        granted |= dict.fromkeys(actions, statement["Resource"])
+    return granted
 
 
 def test_it_passes_cfn_lint_without_errors_or_warnings() -> None:
@@ -162,15 +213,19 @@ def test_it_sets_only_variables_the_lambda_reads(template: dict[str, Any]) -> No
 
 
 def test_it_grants_the_function_only_its_secrets_logs_and_failure_queue(template: dict[str, Any]) -> None:
-    role = template["Resources"]["FunctionRole"]
+    role = _choose(template["Resources"]["FunctionRole"], NO_FLEET)
     granted = {}
     for statement in _statements(role):
         assert statement["Effect"] == "Allow" and "*" not in json.dumps(statement["Resource"])
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         for action in actions:
             granted[action] = statement["Resource"]
-    assert set(granted) == {"logs:CreateLogStream", "logs:PutLogEvents", "secretsmanager:GetSecretValue",
-                            "sqs:SendMessage"}
+    assert set(granted) == {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "secretsmanager:GetSecretValue",
+        "sqs:SendMessage",
+    }
     env = _function_env(template)
     readable = granted["secretsmanager:GetSecretValue"]
     assert readable[0] == env["TRIGGER_SECRET_ARN"]
@@ -207,5 +262,99 @@ def test_it_sends_failed_invocations_to_a_queue_with_alarms(template: dict[str, 
         (a["Properties"]["Namespace"], a["Properties"]["MetricName"])
         for a in _of_type(template, "AWS::CloudWatch::Alarm").values()
     }
-    assert {("AWS/SQS", "ApproximateNumberOfMessagesVisible"), ("AWS/Lambda", "Errors"),
-            ("AWS/Scheduler", "InvocationDroppedCount")} <= watched
+    assert {
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+        ("AWS/Lambda", "Errors"),
+        ("AWS/Scheduler", "InvocationDroppedCount"),
+    } <= watched
+
+
+def test_it_adds_the_fleet_parts_only_when_their_parameters_are_set(template: dict[str, Any]) -> None:
+    params, conditions = template["Parameters"], template["Conditions"]
+    for name in FLEET_VALUES:
+        assert params[name]["Default"] == ""
+        assert re.fullmatch(params[name]["AllowedPattern"], FLEET_VALUES[name]), name
+        assert re.fullmatch(params[name]["AllowedPattern"], ""), name
+    assert conditions["HasScaleInHook"] == {
+        "Fn::And": [{"Condition": "HasAutoScalingGroup"}, {"Condition": "HasTargetGroup"}]
+    }
+    hook_parts = {
+        "ScaleInHook",
+        "LifecycleLogGroup",
+        "LifecycleRole",
+        "LifecycleFunction",
+        "ScaleInRule",
+        "ScaleInInvokePermission",
+    }
+    resources = template["Resources"].items()
+    assert {name for name, res in resources if res.get("Condition") == "HasScaleInHook"} == hook_parts
+    # The Lambda refuses BROADCAST_JOBS without TARGET_GROUP_ARN; the stack refuses it first.
+    (assertion,) = template["Rules"]["BroadcastNeedsTargetGroup"]["Assertions"]
+    assert assertion["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "TargetGroupArn"}, ""]}]}
+
+
+def test_it_lets_broadcasts_describe_the_fleet_and_nothing_more(template: dict[str, Any]) -> None:
+    role = _choose(template["Resources"]["FunctionRole"], FLEET)
+    plain = _granted(_statements(_choose(template["Resources"]["FunctionRole"], NO_FLEET)))
+    added = {k: v for k, v in _granted(_statements(role)).items() if k not in plain}
+    # Read-only calls that support no resource-level permissions: "*" is all IAM accepts.
+    assert added == dict.fromkeys(
+        [
+            "elasticloadbalancing:DescribeTargetHealth",
+            "ec2:DescribeInstances",
+            "autoscaling:DescribeAutoScalingGroups",
+        ],
+        "*",
+    )
+    env = _choose(_function_env(template), FLEET)
+    assert {"BROADCAST_JOBS", "TARGET_GROUP_ARN", "AUTOSCALING_GROUP_NAME"} <= set(env)
+    assert not {"BROADCAST_JOBS", "TARGET_GROUP_ARN"} & set(_choose(_function_env(template), NO_FLEET))
+    settings = LambdaSettings.from_env(_literal(env) | DEPLOYED).fleet
+    assert settings.broadcast_jobs == {"local-cache", "reload-config"}
+    assert settings.autoscaling_group == FLEET_VALUES["AutoScalingGroupName"]
+
+
+def test_it_waits_for_batches_on_scale_in_with_a_hook_a_rule_and_scoped_permissions(
+    template: dict[str, Any],
+) -> None:
+    resources = template["Resources"]
+    hook = resources["ScaleInHook"]["Properties"]
+    function = resources["LifecycleFunction"]["Properties"]
+    assert (hook["LifecycleTransition"], hook["DefaultResult"]) == (TERMINATING, "CONTINUE")
+    assert hook["AutoScalingGroupName"] == {"Ref": "AutoScalingGroupName"}
+    env = function["Environment"]["Variables"]
+    source = (REPO / "lambda_trigger" / "settings.py").read_text()
+    assert [name for name in env if f'"{name}"' not in source] == []
+    settings = LambdaSettings.from_env(_literal(_choose(env, FLEET)) | DEPLOYED)
+    # Heartbeats come often enough to keep the instance waiting; the function outlives its wait.
+    assert settings.fleet.lifecycle_heartbeat < hook["HeartbeatTimeout"]
+    assert (
+        function["Timeout"] >= settings.fleet.lifecycle_max_wait + settings.alert_reserve + COMPLETE_RESERVE
+    )
+    assert function["Handler"] == "lambda_trigger.lifecycle.handler"
+    assert function["CodeUri"] == resources["TriggerFunction"]["Properties"]["CodeUri"]
+    assert function["VpcConfig"]["Fn::If"][0] == "InVpc"  # it calls the instance's private IP
+    rule = resources["ScaleInRule"]["Properties"]
+    assert rule["EventPattern"] == {
+        "source": ["aws.autoscaling"],
+        "detail-type": [TERMINATE_DETAIL_TYPE],
+        "detail": {"AutoScalingGroupName": [{"Ref": "AutoScalingGroupName"}]},
+    }
+    assert [t["Arn"] for t in rule["Targets"]] == [{"Fn::GetAtt": ["LifecycleFunction", "Arn"]}]
+    permission = resources["ScaleInInvokePermission"]["Properties"]
+    assert (permission["Principal"], permission["SourceArn"]) == (
+        "events.amazonaws.com",
+        {"Fn::GetAtt": ["ScaleInRule", "Arn"]},
+    )
+    granted = _granted(_statements(resources["LifecycleRole"]))
+    group_arn = granted["autoscaling:CompleteLifecycleAction"]["Fn::Sub"]
+    assert group_arn.endswith(":autoScalingGroup:*:autoScalingGroupName/${AutoScalingGroupName}")
+    assert (
+        granted["autoscaling:RecordLifecycleActionHeartbeat"]
+        == granted["autoscaling:CompleteLifecycleAction"]
+    )
+    assert sorted(action for action, resource in granted.items() if resource == "*") == [
+        "ec2:DescribeInstances",
+        "elasticloadbalancing:DescribeTargetGroups",
+        "elasticloadbalancing:DescribeTargetHealth",
+    ]
