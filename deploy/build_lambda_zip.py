@@ -3,12 +3,18 @@
 Dependencies are copied from the distributions installed in this environment (the versions
 the tests ran against), so the build needs no network. Both are pure Python, so the zip
 works on either Lambda architecture; boto3 is left out because the Python runtime ships it.
+Bytecode for this interpreter is included (unchecked-hash .pyc, valid whatever the unpacked
+files' times): Lambda's /var/task is read-only, so without it every cold start compiles again.
+Deploy on the runtime of the Python that built the zip (the template names python3.11).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import py_compile
 import sys
+import tempfile
 import zipfile
 from importlib.metadata import distribution
 from pathlib import Path, PurePosixPath
@@ -33,14 +39,30 @@ def build(output: Path) -> Path:
             top = path.parts[0]
             if (top in packages or top.endswith(".dist-info")) and _wanted(path):
                 files[path.as_posix()] = Path(str(dist.locate_file(entry)))
+    contents = {name: source.read_bytes() for name, source in files.items()}
+    for name, source in files.items():
+        if name.endswith(".py"):
+            contents[importlib.util.cache_from_source(name)] = _bytecode(source)
     output.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(output, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        for name in sorted(files):
+        for name in sorted(contents):
             info = zipfile.ZipInfo(name, EPOCH)
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, files[name].read_bytes())
+            archive.writestr(info, contents[name])
     return output
+
+
+def _bytecode(source: Path) -> bytes:
+    with tempfile.TemporaryDirectory() as scratch:
+        target = Path(scratch) / "module.pyc"
+        py_compile.compile(
+            str(source),
+            cfile=str(target),
+            doraise=True,
+            invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+        )
+        return target.read_bytes()
 
 
 def _wanted(path: PurePosixPath) -> bool:
@@ -61,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         count = len(archive.namelist())
     size = output.stat().st_size
     print(f"{output}: {count} files, {size} bytes ({size / 1024 / 1024:.2f} MiB)")
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    print(f"bytecode for {sys.implementation.cache_tag}: deploy it on the {version} Lambda runtime")
     return 0
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,6 +107,8 @@ def cover(
             backoff_max=settings.backoff_max,
             label=label,
         )
+
+    from concurrent.futures import ThreadPoolExecutor  # only broadcasts fan out in threads
 
     with ThreadPoolExecutor(max_workers=max(1, min(len(healthy), MAX_PARALLEL))) as pool:
         deliveries = list(pool.map(post, healthy))

@@ -1,13 +1,20 @@
-"""Minting the short-lived, single-use trigger token the service expects (pyjwt)."""
+"""Minting the short-lived, single-use trigger token the service expects.
+
+HS256/384/512 tokens are signed with the standard library (`hmac`), so the cold path imports no
+JWT library; asymmetric algorithms go through pyjwt (and `cryptography`), imported on first use.
+The service verifies every token with pyjwt, and a test pins that the two agree.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
+import os
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
-
-import jwt
 
 from lambda_trigger.events import Firing
 from lambda_trigger.settings import MAX_TOKEN_LIFETIME, ConfigurationError
@@ -28,6 +35,10 @@ class Signer:
     def __post_init__(self) -> None:
         if not 0 < self.lifetime <= MAX_TOKEN_LIFETIME:
             raise ConfigurationError(f"token lifetime must be 1..{MAX_TOKEN_LIFETIME} s")
+        if self.algorithm in _HMAC:
+            return
+        import jwt  # only for asymmetric keys
+
         try:
             # Fails here, once per container, when e.g. EdDSA is asked for without `cryptography`.
             jwt.get_algorithm_by_name(self.algorithm)
@@ -49,17 +60,37 @@ class Signer:
             "sub": firing.job,
             "iat": now,
             "exp": now + self.lifetime,
-            "jti": uuid.uuid4().hex,
+            "jti": os.urandom(16).hex(),
             "slot": firing.slot,
         }
         if firing.event_id:
             claims["event_id"] = firing.event_id
-        headers = {"kid": self.kid} if self.kid else None
-        return jwt.encode(claims, self.key, algorithm=self.algorithm, headers=headers)
+        return self._encode(claims)
 
     def mint_read(self, subject: str) -> str:
         """Return a fresh token for the service's read endpoints and its drain (`sub` = `subject`)."""
         now = int(time.time())
         claims = {"iss": ISSUER, "aud": self.audience, "sub": subject, "iat": now, "exp": now + self.lifetime}
-        headers = {"kid": self.kid} if self.kid else None
-        return jwt.encode(claims, self.key, algorithm=self.algorithm, headers=headers)
+        return self._encode(claims)
+
+    def _encode(self, claims: dict[str, Any]) -> str:
+        if self.algorithm not in _HMAC:
+            import jwt
+
+            headers = {"kid": self.kid} if self.kid else None
+            return jwt.encode(claims, self.key, algorithm=self.algorithm, headers=headers)
+        header = {"alg": self.algorithm, "typ": "JWT"} | ({"kid": self.kid} if self.kid else {})
+        signing_input = f"{_segment(header)}.{_segment(claims)}"
+        signature = hmac.new(self.key.encode(), signing_input.encode(), _HMAC[self.algorithm]).digest()
+        return f"{signing_input}.{_b64(signature)}"
+
+
+_HMAC = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
+
+
+def _segment(value: dict[str, Any]) -> str:
+    return _b64(json.dumps(value, separators=(",", ":")).encode())
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
