@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-from lambda_trigger.aws_secrets import SecretUnavailable
-from lambda_trigger.broadcast import BroadcastIncomplete
-from lambda_trigger.events import Firing, UnreadableEvent, read_event
-from lambda_trigger.settings import ConfigurationError, Settings, SlackSettings
-from lambda_trigger.trigger import Trigger, TriggerFailed
+import importlib
+from typing import Any
 
-__all__ = [
-    "BroadcastIncomplete",
-    "ConfigurationError",
-    "Firing",
-    "SecretUnavailable",
-    "Settings",
-    "SlackSettings",
-    "Trigger",
-    "TriggerFailed",
-    "UnreadableEvent",
-    "read_event",
-]
+# Re-exported lazily: importing the handler must not load the broadcast and lifecycle modules.
+_EXPORTS = {
+    "BroadcastIncomplete": "lambda_trigger.broadcast",
+    "ConfigurationError": "lambda_trigger.settings",
+    "Firing": "lambda_trigger.events",
+    "SecretUnavailable": "lambda_trigger.aws_secrets",
+    "Settings": "lambda_trigger.settings",
+    "SlackSettings": "lambda_trigger.settings",
+    "Trigger": "lambda_trigger.trigger",
+    "TriggerFailed": "lambda_trigger.trigger",
+    "UnreadableEvent": "lambda_trigger.events",
+    "read_event": "lambda_trigger.events",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lambda_trigger' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

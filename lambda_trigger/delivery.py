@@ -10,9 +10,8 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +20,13 @@ MIN_ATTEMPT = 0.25  # seconds: an attempt with less time than this left is not w
 USER_AGENT = "batch-trigger-lambda/0.1"
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     """What one attempt got back: an HTTP status and JSON body, or no answer at all."""
 
+    # NamedTuples, not dataclasses, on the Lambda's cold path: importing dataclasses (and the
+    # inspect module it needs) costs more than the rest of a cold start's own code (BENCHMARKS.md).
     status: int | None  # None: connection refused/reset, timeout, ...
-    body: dict[str, Any] = field(default_factory=dict)
+    body: dict[str, Any] = {}  # noqa: RUF012 - a NamedTuple default, never mutated
     summary: str = ""  # one line for logs and alerts, e.g. "HTTP 404 unknown_job: ..."
     retry_after: float | None = None
 
@@ -36,8 +36,7 @@ class Answer:
         return self.status is None or self.status == 429 or self.status >= 500
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(NamedTuple):
     """The final answer of a delivery and how many attempts it took."""
 
     answer: Answer

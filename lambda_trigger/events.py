@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 MAX_EVENT_ID = 200  # the service refuses longer `event_id` claims
@@ -21,8 +20,7 @@ class UnreadableEvent(ValueError):
     """The event names no job and slot this Lambda can trigger."""
 
 
-@dataclass(frozen=True)
-class Firing:
+class Firing(NamedTuple):
     """One scheduled firing to deliver: the job, its slot (RFC 3339 UTC) and where it came from."""
 
     job: str

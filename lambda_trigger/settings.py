@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from lambda_trigger.events import JOB_NAME
@@ -25,13 +25,16 @@ class ConfigurationError(ValueError):
     """The Lambda's environment is missing a value or holds one it cannot use."""
 
 
-@dataclass(frozen=True)
-class SlackSettings:
+class SlackSettings(NamedTuple):
     """Where alerts go: a webhook URL, or the ARN of a secret holding one (or neither)."""
 
-    webhook_url: str | None = field(default=None, repr=False)  # the URL is a credential
+    webhook_url: str | None = None  # the URL is a credential: never in the repr
     webhook_secret_arn: str | None = None
     timeout: float = 3.0
+
+    def __repr__(self) -> str:
+        url = "'********'" if self.webhook_url else "None"
+        return f"SlackSettings(webhook_url={url}, webhook_secret_arn={self.webhook_secret_arn!r})"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SlackSettings:
@@ -45,8 +48,7 @@ class SlackSettings:
         return cls(url, arn, _number(env, "SLACK_TIMEOUT_SECONDS", 3.0, 0.1, 30.0))
 
 
-@dataclass(frozen=True)
-class FleetSettings:
+class FleetSettings(NamedTuple):
     """How to reach each instance directly: broadcast jobs and the scale-in lifecycle hook."""
 
     broadcast_jobs: frozenset[str] = frozenset()
@@ -102,26 +104,32 @@ class FleetSettings:
         )
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """Everything one container needs to turn events into signed trigger requests."""
 
     app_url: str
-    secret: str | None = field(default=None, repr=False)  # never in a repr, hence never logged
+    secret: str | None = None  # never in a repr, hence never logged
     secret_arn: str | None = None
     kid: str | None = None
     algorithm: str = "HS256"
     audience: str = DEFAULT_AUDIENCE
     token_lifetime: int = 60
-    rule_jobs: Mapping[str, str] = field(default_factory=dict)
+    rule_jobs: Mapping[str, str] = {}  # never mutated
     attempt_timeout: float = 10.0
     deadline: float = 60.0
     alert_reserve: float = 5.0
     backoff_base: float = 0.5
     backoff_max: float = 8.0
-    slack: SlackSettings = field(default_factory=SlackSettings)
-    fleet: FleetSettings = field(default_factory=FleetSettings)
+    slack: SlackSettings = SlackSettings()
+    fleet: FleetSettings = FleetSettings()
     log_level: str = "INFO"
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{name}={'********' if name == 'secret' and value else repr(value)}"
+            for name, value in zip(self._fields, self, strict=True)
+        )
+        return f"Settings({shown})"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:

@@ -13,7 +13,6 @@ import hmac
 import json
 import os
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from lambda_trigger.events import Firing
@@ -22,17 +21,21 @@ from lambda_trigger.settings import MAX_TOKEN_LIFETIME, ConfigurationError
 ISSUER = "lambda"  # recorded by the service as who triggered the run
 
 
-@dataclass(frozen=True)
 class Signer:
     """Signs trigger tokens with one key, an optional `kid` and a fixed algorithm."""
 
-    key: str
-    algorithm: str = "HS256"
-    kid: str | None = None
-    audience: str = "batch-trigger"
-    lifetime: int = 60
+    __slots__ = ("algorithm", "audience", "key", "kid", "lifetime")
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        key: str,
+        algorithm: str = "HS256",
+        kid: str | None = None,
+        audience: str = "batch-trigger",
+        lifetime: int = 60,
+    ) -> None:
+        self.key, self.algorithm, self.kid = key, algorithm, kid
+        self.audience, self.lifetime = audience, lifetime
         if not 0 < self.lifetime <= MAX_TOKEN_LIFETIME:
             raise ConfigurationError(f"token lifetime must be 1..{MAX_TOKEN_LIFETIME} s")
         if self.algorithm in _HMAC:
@@ -48,7 +51,7 @@ class Signer:
             ) from None
 
     def __repr__(self) -> str:
-        # The dataclass repr would print the key; this one never does.
+        # Never the key.
         return f"Signer(algorithm={self.algorithm!r}, kid={self.kid!r}, audience={self.audience!r})"
 
     def mint(self, firing: Firing) -> str:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from lambda_trigger.alerts import FAILURE, WARNING, Alerter
 from lambda_trigger.aws_secrets import SecretStore, SecretUnavailable
-from lambda_trigger.broadcast import BroadcastIncomplete, cover
 from lambda_trigger.delivery import Answer, Delivery, deliver
 from lambda_trigger.events import Firing, UnreadableEvent, describe, read_event
 from lambda_trigger.settings import ConfigurationError, Settings
-from lambda_trigger.targets import Fleet, FleetUnavailable
 from lambda_trigger.tokens import Signer
+
+if TYPE_CHECKING:
+    from lambda_trigger.targets import Fleet
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,17 @@ class Trigger:
         self.secrets = secrets or SecretStore()
         self.alerter = alerter or Alerter(settings.slack, self.secrets)
         self._signer: Signer | None = None
-        self.fleet = Fleet(settings.fleet)  # builds its AWS clients on first use only
+        self._fleet: Fleet | None = None
+
+    @property
+    def fleet(self) -> Fleet:
+        """The target group and Auto Scaling group of broadcast jobs (built on first use only)."""
+        if self._fleet is None:
+            # Imported here: only broadcast jobs need it, and the cold path stays small.
+            from lambda_trigger.targets import Fleet
+
+            self._fleet = Fleet(self.settings.fleet)
+        return self._fleet
 
     def handle(self, event: object, context: LambdaContext | None = None) -> dict[str, Any]:
         """Trigger the event's (job, slot) once; return the run summary or raise after alerting."""
@@ -142,6 +153,9 @@ class Trigger:
     def _broadcast(
         self, firing: Firing, signer: Signer, context: LambdaContext | None, label: str, request_id: str
     ) -> dict[str, Any]:
+        from lambda_trigger.broadcast import BroadcastIncomplete, cover
+        from lambda_trigger.targets import FleetUnavailable
+
         try:
             mint = partial(signer.mint, firing)  # a fresh token per attempt and target
             coverage = cover(firing, self.fleet, mint, self.settings, lambda: self.budget(context))
