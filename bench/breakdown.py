@@ -15,9 +15,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import fields, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from flask import Flask
 
@@ -37,7 +36,7 @@ def main(ledger_url: str) -> dict[str, float]:
     from bench.bare import create_app as bare_app
     from service.auth import mint_token
     from service.factory import create_app
-    from service.ledger import ClaimRequest, Run
+    from service.ledger import ClaimRequest
     from service.slots import utcnow
 
     app, bare = create_app(), bare_app()
@@ -78,13 +77,7 @@ def main(ledger_url: str) -> dict[str, float]:
     out["  ledger.claim, new slot, with the token (no batch)"] = _cpu(
         lambda n: state.ledger.claim(fresh[n], now)
     )
-    out["  Run.to_json (dataclasses.asdict)"] = _cpu(lambda n: run.to_json())
-    out["  Run.to_json without deepcopy (proposed)"] = _cpu(lambda n: _shallow_json(run, Run))
-    stamp = "2040-01-01T00:00:00.000000Z"
-    out["  6 x strptime (SQLite _decode_time)"] = _cpu(
-        lambda n: [datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ") for _ in range(6)]
-    )
-    out["  6 x fromisoformat (proposed)"] = _cpu(lambda n: [datetime.fromisoformat(stamp) for _ in range(6)])
+    out["  Run.to_json"] = _cpu(lambda n: run.to_json())
     worker, descendants = _new_claims(app, tokens(200, new_slots=True))
     out["trigger, new claim: web worker"] = worker
     out["trigger, new claim: forked processes (3 per claim)"] = descendants
@@ -114,15 +107,6 @@ def _cpu(operation: Callable[[int], object], count: int = COUNT) -> float:
     for n in range(count):
         operation(n)
     return (time.process_time() - began) / count * 1e6
-
-
-def _shallow_json(run: Any, cls: type) -> dict[str, Any]:
-    data = {f.name: getattr(run, f.name) for f in fields(cls) if f.name != "lease_until"}
-    data["status"] = run.status.value
-    for name, value in data.items():
-        if isinstance(value, datetime):
-            data[name] = value.isoformat()
-    return data
 
 
 def _new_claims(app: Flask, batch: list[str]) -> tuple[float, float]:

@@ -55,9 +55,9 @@ def measure(stack: Stack, url: str, *, runs: int) -> list[ColdStart]:
     base.pop("PYTHONPATH", None)
     layouts = {
         # What Lambda runs: the zip's directory on the path, no site-packages (so no cryptography).
-        "zip as built (sources only), python -S": (["-S"], {**base, "PYTHONPATH": str(package)}),
+        "zip as built (with its bytecode), python -S": (["-S"], {**base, "PYTHONPATH": str(package)}),
         # The same with the bytecode a build step could ship (pyc for the runtime's Python version).
-        "zip + precompiled .pyc, python -S": (["-S"], {**base, "PYTHONPATH": str(compiled)}),
+        "zip, bytecode compiled again here, python -S": (["-S"], {**base, "PYTHONPATH": str(compiled)}),
         # The development venv: site-packages, the editable install, cryptography imported by jwt.
         "venv (site-packages)": ([], base),
     }
