@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
@@ -338,12 +338,3 @@ def _short(error: str | None, limit: int = 500) -> str | None:
         return error
     return error[: limit - 1] + "…"
 
-
-def with_changes(run: Run, changes: dict[str, Any]) -> Run:
-    """A copy of `run` with changed fields (used by backends after an update)."""
-    return replace(run, **changes)
-
-
-def iter_fields() -> Iterator[str]:
-    """Column names in the order backends store them."""
-    yield from Run.__dataclass_fields__
