@@ -123,6 +123,15 @@ class Ledger(ABC):
         """Claim (job, slot) atomically: the first caller gets a new run, later ones the same run."""
         if request.token_id is not None and random.random() < self.prune_probability:  # noqa: S311
             self._prune_tokens(now)
+        if not request.force and request.recovering is None:
+            # The common duplicate (a redelivery of a slot that has its run) needs no lock: a run,
+            # once there, stays the slot's answer, and nothing new starts that a failure could undo.
+            # The token is still used up, so a replayed token is refused here as well.
+            latest = self._latest_attempt(request.job, request.slot, request.target)
+            if latest is not None:
+                if request.token_id is not None:
+                    self._use_token(request.token_id, request.token_expires or now)
+                return Claim(latest, "duplicate")
         with self._claim_transaction(request.job):
             if request.token_id is not None:
                 self._use_token(request.token_id, request.token_expires or now)
