@@ -97,8 +97,8 @@ class ClaimRequest:
     recovering: int | None = None
     #: A broadcast job claims the slot once per instance: the instance id; "" elsewhere.
     target: str = ""
-    #: The trigger token's `jti` and expiry: used up in the claim's own transaction, so an error
-    #: that undoes the claim also leaves the token usable for a retry of the same request.
+    #: The trigger token's `jti` and expiry: used up inside the claim's transaction when a run may
+    #: start, so an error that undoes the claim also leaves the token usable for a retry.
     token_id: str | None = None
     token_expires: datetime | None = None
     event_id: str | None = None
