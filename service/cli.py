@@ -53,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--json", action="store_true", help="print JSON instead of a table")
     runs.set_defaults(func=_runs)
 
+    keeper = commands.add_parser(
+        "keeper",
+        help="run the keeper in the foreground (when not served by service.gunicorn_conf)",
+    )
+    keeper.set_defaults(func=_keeper)
+
     demo = commands.add_parser("demo", help="run the whole flow locally on SQLite")
     demo.set_defaults(func=_demo)
     return parser
@@ -153,6 +159,23 @@ def format_table(runs: list[dict[str, Any]]) -> str:
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join(line.rstrip() for line in lines) if runs else "no runs"
+
+
+def _keeper(args: argparse.Namespace) -> int:
+    """Lease sweeps, recovery, the watchdog and retention, until SIGTERM or SIGINT."""
+    import signal
+    import threading
+
+    from service.keeper import run_forever
+    from service.logs import configure_logging
+
+    settings = Settings.from_env()
+    configure_logging()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run_forever(settings, stop.is_set)
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
