@@ -170,7 +170,7 @@ def _keeper(args: argparse.Namespace) -> int:
     from service.logs import configure_logging
 
     settings = Settings.from_env()
-    configure_logging()
+    configure_logging(instance=settings.instance_id)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

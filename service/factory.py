@@ -11,7 +11,8 @@ from service.logs import configure_logging
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the standalone service from settings (default: the environment)."""
-    configure_logging()
+    settings = settings or Settings.from_env()
+    configure_logging(instance=settings.instance_id)
     app = Flask("batch_trigger")
     BatchTrigger(app, settings=settings)
     return app

@@ -82,7 +82,13 @@ def test_it_writes_every_log_line_as_json_without_secrets_or_tokens(instance: Li
     text = "\n".join(lines)
     assert instance.secret not in text and token not in text and "eyJ" not in text
     batch_lines = [json.loads(line) for line in lines if '"batch_trigger.runner"' in line]
-    assert any(entry.get("run_id") and entry.get("job") == "boom" for entry in batch_lines)
+    assert any(
+        entry.get("run_id")
+        and entry.get("job") == "boom"
+        and entry.get("slot")
+        and entry.get("instance") == "test-1"
+        for entry in batch_lines
+    )
 
 
 def test_it_keeps_the_metrics_directory_inside_the_run_dir(instance: LiveService) -> None:
