@@ -346,4 +346,3 @@ def _short(error: str | None, limit: int = 500) -> str | None:
     if error is None or len(error) <= limit:
         return error
     return error[: limit - 1] + "…"
-
