@@ -76,13 +76,16 @@ class ServiceProcess:
         """Kill the whole instance at once: the arbiter, its workers and every batch it started."""
         if self.process is None:
             return
-        with_session = [p for p in _session_members(self.process.pid)]
-        for pid in with_session:
+        for pid in self.members():
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 continue
         self.process.wait(10)
+
+    def members(self) -> list[int]:
+        """Every live process of the instance: arbiter, workers, keeper, supervisors, batches."""
+        return _session_members(self.process.pid) if self.process is not None else []
 
     def __enter__(self) -> ServiceProcess:
         return self.start()

@@ -41,7 +41,8 @@ def _check_configuration() -> Settings:
 
 # gunicorn reads this module once, in the arbiter, before it logs or binds anything; workers
 # and the keeper inherit the metrics directory through the environment.
-prepare_multiprocess_dir(_check_configuration())
+_SETTINGS = _check_configuration()
+prepare_multiprocess_dir(_SETTINGS)
 os.environ[ARBITER_ENV] = str(os.getpid())
 
 # gunicorn's own logs as JSON lines too, through the service's formatter.
@@ -64,9 +65,8 @@ logconfig_dict = {
 def when_ready(server: Any) -> None:
     """Install the SIGTERM drain and start this instance's keeper (lease sweeps, recovery)."""
     from service import drain, keeper
-    from service.config import Settings
 
-    settings = Settings.from_env()
+    settings = _SETTINGS  # read once, above, when gunicorn loaded this module
     drain.install(server, settings)
     pid = keeper.start_beside_arbiter(
         settings, lambda arbiter: drain.marker(arbiter, settings.run_dir).exists()

@@ -88,7 +88,7 @@ def test_it_finishes_the_run_when_the_web_worker_that_started_it_is_killed(servi
 def test_it_runs_the_batch_at_lower_cpu_priority(service: LiveService) -> None:
     answer = service.post("count", service.mint("count", params={"seconds": 1}))
     time.sleep(0.5)
-    nices = [_nice(pid) for pid in _session(service)]
+    nices = [_nice(pid) for pid in service.members()]
     assert service.settings.batch_nice == 10 and 10 in nices
     service.wait_final(answer.body["id"])
 
@@ -104,20 +104,6 @@ def test_it_keeps_secrets_out_of_answers_logs_and_alerts(service: LiveService, s
 
 def _children(pid: int) -> list[int]:
     return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-
-
-def _session(service: LiveService) -> list[int]:
-    assert service.process is not None
-    sid = service.process.pid
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getsid(int(entry.name)) == sid:
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 def _nice(pid: int) -> int:

@@ -12,7 +12,7 @@ from service import client
 from service.auth import mint_token
 from service.config import Settings
 from service.devserver import GUNICORN_APP, ServiceProcess
-from service.slots import format_slot
+from service.slots import format_slot, parse_slot
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,14 +55,14 @@ class LiveService(ServiceProcess):
 
     def mint(self, job: str, slot: str | datetime | None = None, **kwargs: Any) -> str:
         """A valid trigger token for `job` and `slot` (default: a slot no other test uses)."""
-        when = slot if isinstance(slot, datetime) else _parse(slot) if slot else unique_slot()
+        when = slot if isinstance(slot, datetime) else parse_slot(slot) if slot else unique_slot()
         return mint_token(self.settings, job, slot=when, **kwargs)
 
     def read_token(self) -> str:
         """A valid token for the read endpoints."""
         return mint_token(self.settings, "read")
 
-    def post(self, job: str, token: str | None, body: bytes = b"{}", **headers: str) -> client.Answer:
+    def post(self, job: str, token: str | None, body: bytes = b"{}") -> client.Answer:
         """POST /v1/jobs/{job}/runs with a bearer token (or none)."""
         return client.request("POST", f"{self.url}/v1/jobs/{job}/runs", token, body)
 
@@ -96,12 +96,6 @@ def unique_slot() -> datetime:
     """A slot no other test in this run uses."""
     base = datetime(2030, 1, 1, tzinfo=UTC)
     return base + timedelta(minutes=next(_counter))
-
-
-def _parse(text: str) -> datetime:
-    from service.slots import parse_slot
-
-    return parse_slot(text)
 
 
 def dumps(value: Any) -> bytes:
