@@ -34,10 +34,10 @@ def main(ledger_url: str) -> dict[str, float]:
         RUN_DIR=tempfile.mkdtemp(),
     )
     from bench.bare import create_app as bare_app
-    from service.auth import mint_token
-    from service.factory import create_app
     from service.ledger import ClaimRequest
     from service.slots import utcnow
+    from service.web.auth import mint_token
+    from service.web.factory import create_app
 
     app, bare = create_app(), bare_app()
     state = app.extensions["batch_trigger"]

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.stack import Stack, slot_text
-from service import client
+from service.cli import client
 from tests.support.nginx import Nginx
 
 JOB = "bench-stamp"

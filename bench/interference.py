@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from bench import wrk
 from bench.stack import Stack, slot_text
-from service import client
+from service.cli import client
 
 JOB = "bench-spin"
 CONNECTIONS = 4  # one per gunicorn worker: the web tier busy, not queueing

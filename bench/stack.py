@@ -13,11 +13,11 @@ from typing import Any
 
 import psycopg
 
-from service import client
-from service.auth import mint_token
+from service.cli import client
 from service.config import Settings
-from service.devserver import GUNICORN_APP, ServiceProcess
+from service.dev.devserver import GUNICORN_APP, ServiceProcess
 from service.slots import format_slot
+from service.web.auth import mint_token
 from tests.support.postgres import PostgresServer, find_bindir
 
 REPO = Path(__file__).resolve().parents[1]

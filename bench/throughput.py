@@ -8,7 +8,7 @@ from datetime import datetime
 
 from bench import wrk
 from bench.stack import BARE_APP, Stack
-from service import client
+from service.cli import client
 
 JOB = "bench-noop"
 CONNECTIONS = 16

@@ -6,8 +6,8 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from service.drain import ARBITER_ENV
-from service.metrics import prepare_multiprocess_dir
+from service.ops.drain import ARBITER_ENV
+from service.ops.metrics import prepare_multiprocess_dir
 
 if TYPE_CHECKING:
     from service.config import Settings

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from service.factory import create_app
+from service.web.factory import create_app
 
 app = create_app()

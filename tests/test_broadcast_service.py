@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from service import client
-from service.auth import mint_token
+from service.cli import client
+from service.web.auth import mint_token
 from tests.support.live import LiveService, format_slot, unique_slot
 
 

@@ -10,10 +10,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lambda_trigger.events import Firing
 from lambda_trigger.tokens import Signer
-from service.auth import TokenVerifier
 from service.config import Settings
 from service.errors import TokenInvalid
 from service.slots import format_slot
+from service.web.auth import TokenVerifier
 
 FIRING = Firing("daily", "2026-11-22T15:00:00Z", "89d1a02d-5ec7-412e-82f5-13505f849b41", "Daily")
 OLD, NEW = "o" * 40, "n" * 40

@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from service import client
-from service.devserver import free_port
+from service.cli import client
+from service.dev.devserver import free_port
 from tests.support.live import REPO
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()

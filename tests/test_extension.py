@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service import client
+from service.cli import client
 from tests.support.live import LiveService
 
 

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import pytest
 
 from lambda_trigger.handler import container, handler
-from service import client
+from service.cli import client
 from tests.lambda_support.lambda_env import Context, configure, load_event
 from tests.support.live import LiveService, format_slot, unique_slot
 from tests.support.nginx import Nginx

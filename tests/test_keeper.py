@@ -10,8 +10,8 @@ from freezegun import freeze_time
 from service.alerts import Alerts
 from service.config import Secret, Settings
 from service.jobs import JobSpec, Registry
-from service.keeper import Keeper
 from service.ledger import ClaimRequest, Status, open_ledger
+from service.ops.keeper import Keeper
 from service.slots import utcnow
 from tests.support.slack import SlackReceiver
 

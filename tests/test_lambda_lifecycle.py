@@ -24,8 +24,8 @@ import pytest
 from lambda_trigger import lifecycle
 from lambda_trigger.events import UnreadableEvent
 from lambda_trigger.lifecycle_events import Ignored, LifecycleAction, read_notification
-from service import client
-from service.devserver import free_port
+from service.cli import client
+from service.dev.devserver import free_port
 from tests.lambda_support.fleet import Aws, emulated_aws, on_address
 from tests.lambda_support.lambda_env import REPO, Context, configure
 from tests.support.live import LiveService

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from service import client
-from service.devserver import GUNICORN_COMMAND, free_port
+from service.cli import client
+from service.dev.devserver import GUNICORN_COMMAND, free_port
 from tests.support.live import REPO, LiveService
 
 

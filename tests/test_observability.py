@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service import client
+from service.cli import client
 from tests.support.live import LiveService, unique_slot
 from tests.support.slack import SlackReceiver
 

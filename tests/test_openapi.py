@@ -13,8 +13,8 @@ import schemathesis
 from hypothesis import strategies as st
 from schemathesis import Case
 
-from service.auth import mint_token
 from service.config import Settings
+from service.web.auth import mint_token
 from tests.support.live import LiveService, unique_slot
 from tests.support.slack import SlackReceiver
 

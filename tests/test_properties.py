@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from lambda_trigger.events import UnreadableEvent, read_event
-from service.auth import Claims, TokenVerifier
 from service.config import Settings
 from service.errors import ServiceError
+from service.web.auth import Claims, TokenVerifier
 from tests.support.live import LiveService
 
 SECRET = "property-test-secret-0123456789abcdef01"

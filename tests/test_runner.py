@@ -10,7 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from service import client
+from service.cli import client
 from tests.support.live import LiveService, unique_slot
 from tests.support.slack import SlackReceiver
 

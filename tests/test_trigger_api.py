@@ -122,7 +122,7 @@ def test_it_answers_404_for_an_unknown_job(service: LiveService) -> None:
 
 def test_it_answers_401_token_missing_without_a_bearer_token(service: LiveService) -> None:
     assert _error(service.post("count", None)) == "token_missing"
-    from service import client
+    from service.cli import client
 
     answer = client.request("POST", f"{service.url}/v1/jobs/count/runs", None, b"{}")
     assert answer.status == 401

@@ -14,8 +14,8 @@ from service.alerts import Alerts
 from service.config import Secret
 from service.jobs import JobSpec, Registry
 from service.ledger import ClaimRequest, Ledger, Status, open_ledger
+from service.ops.watchdog import Watchdog, expected_slots
 from service.slots import parse_slot, utcnow
-from service.watchdog import Watchdog, expected_slots
 from tests.support.slack import SlackReceiver
 
 TOKYO = ZoneInfo("Asia/Tokyo")

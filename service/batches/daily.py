@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from service.artefacts import count_by_job, write_json
+from service.batches.artefacts import count_by_job, write_json
 from service.jobs import JobContext, job
 from service.ledger import FAILURES, Run
 from service.slots import day_window, format_slot

@@ -5,7 +5,8 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from service.errors import ConfigError
-from service.ledger.base import ACTIVE, FAILURES, Claim, ClaimRequest, Ledger, Run, Status
+from service.ledger.base import Ledger
+from service.ledger.records import ACTIVE, FAILURES, Claim, ClaimRequest, Run, Status
 
 __all__ = ["ACTIVE", "FAILURES", "Claim", "ClaimRequest", "Ledger", "Run", "Status", "open_ledger"]
 

@@ -1,4 +1,4 @@
-"""The run ledger's domain and shared rules; backends implement a few small private methods."""
+"""The run ledger's shared rules; backends implement a few small private methods."""
 
 from __future__ import annotations
 
@@ -7,110 +7,12 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 from service.errors import TokenReplayed
+from service.ledger.records import ACTIVE, Claim, ClaimRequest, Run, Status
 from service.slots import format_slot
-
-
-class Status(StrEnum):
-    """Where a run is in its life; see DESIGN.md for the transitions."""
-
-    ACCEPTED = "accepted"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    TIMED_OUT = "timed_out"
-    INTERRUPTED = "interrupted"
-    SKIPPED = "skipped"
-    ABANDONED = "abandoned"
-
-
-ACTIVE = frozenset({Status.ACCEPTED, Status.RUNNING})
-FAILURES = frozenset({Status.FAILED, Status.TIMED_OUT, Status.INTERRUPTED, Status.ABANDONED})
-
-
-@dataclass(frozen=True)
-class Run:
-    """One attempt at one (job, slot): a row of the ledger."""
-
-    id: str
-    job: str
-    slot: datetime
-    attempt: int
-    status: Status
-    trigger: str
-    created_at: datetime
-    event_id: str | None = None
-    instance: str | None = None
-    started_at: datetime | None = None
-    heartbeat_at: datetime | None = None
-    finished_at: datetime | None = None
-    lease_until: datetime | None = None
-    error: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    #: "" for a job that runs once across the fleet; the instance id for a broadcast job's run.
-    target: str = ""
-
-    @property
-    def active(self) -> bool:
-        """True while the run is accepted or running."""
-        return self.status in ACTIVE
-
-    def to_json(self) -> dict[str, Any]:
-        """The run as the HTTP API shows it: RFC 3339 UTC times, string id."""
-        # Built by hand: dataclasses.asdict deep-copies every value and costs more than the rest
-        # of a duplicate answer (BENCHMARKS.md).
-        return {
-            "id": self.id,
-            "job": self.job,
-            "slot": format_slot(self.slot),
-            "attempt": self.attempt,
-            "status": self.status.value,
-            "trigger": self.trigger,
-            "created_at": format_slot(self.created_at),
-            "event_id": self.event_id,
-            "instance": self.instance,
-            "started_at": _time(self.started_at),
-            "heartbeat_at": _time(self.heartbeat_at),
-            "finished_at": _time(self.finished_at),
-            "error": self.error,
-            "params": dict(self.params),
-            "target": self.target,
-        }
-
-
-@dataclass(frozen=True)
-class ClaimRequest:
-    """What a trigger asks the ledger for."""
-
-    job: str
-    slot: datetime
-    trigger: Literal["schedule", "manual"]
-    instance: str
-    overlap: Literal["forbid", "allow", "defer"] = "forbid"
-    force: bool = False
-    #: Set by recovery: open the next attempt only while this attempt is still the slot's latest.
-    recovering: int | None = None
-    #: A broadcast job claims the slot once per instance: the instance id; "" elsewhere.
-    target: str = ""
-    #: The trigger token's `jti` and expiry: used up inside the claim's transaction when a run may
-    #: start, so an error that undoes the claim also leaves the token usable for a retry.
-    token_id: str | None = None
-    token_expires: datetime | None = None
-    event_id: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Claim:
-    """The ledger's answer to a claim: a new run, the slot's existing run, or a skipped one."""
-
-    run: Run
-    outcome: Literal["new", "duplicate", "overlap", "deferred"]
 
 
 class Ledger(ABC):
@@ -332,10 +234,6 @@ class Ledger(ABC):
 
     @abstractmethod
     def _select_created_between(self, start: datetime, end: datetime) -> list[Run]: ...
-
-
-def _time(value: datetime | None) -> str | None:
-    return None if value is None else format_slot(value)
 
 
 def _missing(request: ClaimRequest) -> Run:

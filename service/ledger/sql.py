@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from service.ledger.base import Ledger, Run, Status
+from service.ledger.base import Ledger
+from service.ledger.records import Run, Status
 
 COLUMNS = (
     "id",

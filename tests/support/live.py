@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from service import client
-from service.auth import mint_token
+from service.cli import client
 from service.config import Settings
-from service.devserver import GUNICORN_APP, ServiceProcess
+from service.dev.devserver import GUNICORN_APP, ServiceProcess
 from service.slots import format_slot, parse_slot
+from service.web.auth import mint_token
 
 REPO = Path(__file__).resolve().parents[2]
 

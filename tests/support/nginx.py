@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.devserver import free_port
+from service.dev.devserver import free_port
 
 NGINX = "/usr/sbin/nginx"
 _INSTALL_HINT = "install it (Debian/Ubuntu: apt-get install nginx, or run `bash .ci/system-deps` as root)"

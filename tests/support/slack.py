@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from service.slack_receiver import SlackReceiver
+from service.dev.slack_receiver import SlackReceiver
 
 __all__ = ["SlackReceiver"]

@@ -8,10 +8,10 @@ import sys
 from datetime import date, datetime
 from typing import Any
 
-from service.auth import mint_token
 from service.config import Settings
 from service.errors import ConfigError
 from service.slots import format_slot, logical_date, parse_slot, slot_for_date, utcnow
+from service.web.auth import mint_token
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,7 +115,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _trigger(args: argparse.Namespace) -> int:
-    from service import client
+    from service.cli import client
 
     settings = Settings.from_env()
     url = (args.url or settings.app_url).rstrip("/")
@@ -131,7 +131,7 @@ def _trigger(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from service import client
+    from service.cli import client
 
     settings = Settings.from_env()
     url = (args.url or settings.app_url).rstrip("/")
@@ -166,8 +166,8 @@ def _keeper(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from service.keeper import run_forever
     from service.logs import configure_logging
+    from service.ops.keeper import run_forever
 
     settings = Settings.from_env()
     configure_logging(instance=settings.instance_id)
@@ -179,6 +179,6 @@ def _keeper(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from service.demo import run_demo
+    from service.dev.demo import run_demo
 
     return run_demo()

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from service import localruns
 from service.alerts import Alerts
 from service.config import Settings
 from service.errors import LedgerUnavailable
-from service.isolation import BatchProcess, detach, leave_web_worker
 from service.jobs import JobContext, JobSpec, Registry
 from service.ledger import FAILURES, Ledger, Run, Status, open_ledger
+from service.runs import localruns
+from service.runs.isolation import BatchProcess, detach, leave_web_worker
 from service.slots import format_slot, logical_date, utcnow
 
 log = logging.getLogger("batch_trigger.runner")

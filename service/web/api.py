@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from service import localruns
 from service.errors import BodyTooLarge, JobMismatch, LedgerUnavailable, Malformed, RunNotFound, ServiceError
-from service.extension import BatchTrigger
 from service.ledger import ClaimRequest, Run, Status
-from service.metrics import metrics, render
+from service.ops.metrics import metrics, render
+from service.runs import localruns
 from service.slots import format_slot, parse_slot, utcnow
+
+if TYPE_CHECKING:  # the extension registers this blueprint; only its type is needed here
+    from service.web.extension import BatchTrigger
 
 MAX_BODY_BYTES = 64 * 1024
 SCHEDULERS = frozenset({"lambda", "scheduler", "eventbridge"})

@@ -7,14 +7,15 @@ import logging
 from flask import Flask
 
 from service.alerts import Alerts
-from service.auth import TokenVerifier
 from service.config import Settings
-from service.drain import arbiter_pid, raise_marker, worker_is_draining
 from service.errors import Draining, LedgerUnavailable
 from service.jobs import Registry, load_jobs
 from service.ledger import Ledger, open_ledger
-from service.metrics import metrics
-from service.runner import Runner
+from service.ops.drain import arbiter_pid, raise_marker, worker_is_draining
+from service.ops.metrics import metrics
+from service.runs.runner import Runner
+from service.web.api import blueprint
+from service.web.auth import TokenVerifier
 
 log = logging.getLogger("batch_trigger")
 
@@ -40,8 +41,6 @@ class BatchTrigger:
 
     def init_app(self, app: Flask, settings: Settings | None = None) -> None:
         """Read settings (environment unless given), load jobs, and register the endpoints."""
-        from service.api import blueprint  # the blueprint imports this module for its state type
-
         self.settings = settings or self._settings or Settings.from_env()
         self.registry = load_jobs(self.settings.batch_modules)
         self.ledger = open_ledger(self.settings.ledger_url)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Flask
 
 from service.config import Settings
-from service.extension import BatchTrigger
 from service.logs import configure_logging
+from service.web.extension import BatchTrigger
 
 
 def create_app(settings: Settings | None = None) -> Flask:

@@ -100,6 +100,6 @@ def render() -> tuple[bytes, str]:
 
 
 def _default_dir(settings: Settings) -> Path:
-    from service import localruns
+    from service.runs import localruns
 
     return localruns.directory(settings.run_dir, settings.instance_id).parent / "metrics"

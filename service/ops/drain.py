@@ -20,8 +20,8 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from service import localruns
 from service.config import Settings
+from service.runs import localruns
 
 
 def marker(arbiter_pid: int, run_dir: str | None = None) -> Path:

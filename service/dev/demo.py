@@ -15,12 +15,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from service import client
-from service.auth import mint_token
+from service.cli import client
 from service.config import Settings
-from service.devserver import ServiceProcess
-from service.slack_receiver import SlackReceiver
+from service.dev.devserver import ServiceProcess
+from service.dev.slack_receiver import SlackReceiver
 from service.slots import parse_slot
+from service.web.auth import mint_token
 
 
 def run_demo() -> int:

@@ -21,10 +21,10 @@ from service.config import Settings
 from service.errors import ServiceError, UnknownJob
 from service.jobs import Registry, load_jobs
 from service.ledger import ClaimRequest, Ledger, Run, open_ledger
-from service.metrics import metrics
-from service.runner import Runner
+from service.ops.metrics import metrics
+from service.ops.watchdog import Missed, Watchdog
+from service.runs.runner import Runner
 from service.slots import utcnow
-from service.watchdog import Missed, Watchdog
 
 log = logging.getLogger("batch_trigger.keeper")
 #: How far back the keeper looks for lost runs to recover.
@@ -152,8 +152,8 @@ def start_beside_arbiter(settings: Settings, is_draining: Callable[[int], bool])
         return pid
     code = 0
     try:
-        from service.isolation import leave_web_worker
         from service.logs import configure_logging
+        from service.runs.isolation import leave_web_worker
 
         leave_web_worker()
         configure_logging(instance=settings.instance_id)

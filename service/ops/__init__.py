@@ -1,0 +1,1 @@
+"""Housekeeping beside the web tier: the keeper, the missed-run watchdog, drain and metrics."""

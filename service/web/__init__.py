@@ -1,0 +1,1 @@
+"""The HTTP edge: the blueprint, token verification, the Flask extension and the app factory."""
