@@ -64,7 +64,7 @@ logconfig_dict = {
 
 def when_ready(server: Any) -> None:
     """Install the SIGTERM drain and start this instance's keeper (lease sweeps, recovery)."""
-    from service import drain, keeper
+    from service.ops import drain, keeper
 
     settings = _SETTINGS  # read once, above, when gunicorn loaded this module
     drain.install(server, settings)
