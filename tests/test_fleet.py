@@ -31,7 +31,7 @@ from tests.support.slack import SlackReceiver
 
 T = TypeVar("T")
 SECRET = "fleet-test-secret-0123456789abcdef0123456789abcdef"
-DAILY_SLOT = "2026-11-22T15:00:00Z"  # the `time` of shared/events/scheduled-daily.json
+DAILY_SLOT = "2026-11-22T15:00:00Z"  # the `time` of service/demo_events/scheduled-daily.json
 LEASE_SECONDS = 3
 FAST = {
     "LEASE_SECONDS": str(LEASE_SECONDS),

@@ -1,4 +1,4 @@
-"""The real handler against the real service under gunicorn, with the shared EventBridge events.
+"""The real handler against the real service under gunicorn, with the sample EventBridge events.
 
 Every test here also pins the contract the two halves share: the service accepts the tokens
 the Lambda mints. Proxy tests put a real fault-injecting HTTP proxy between them.

@@ -1,1 +1,1 @@
-"""Test helpers for lambda_trigger: a fault-injecting proxy, shared events, Lambda context."""
+"""Test helpers for lambda_trigger: a fault-injecting proxy, sample events, Lambda context."""

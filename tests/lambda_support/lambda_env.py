@@ -1,10 +1,11 @@
-"""Shared events, a Lambda context stand-in, and environment set-up for handler tests."""
+"""Sample events, a Lambda context stand-in, and environment set-up for handler tests."""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +14,15 @@ import pytest
 from lambda_trigger import handler
 
 REPO = Path(__file__).resolve().parents[2]
-EVENTS = REPO.parent / "shared" / "events"  # the contract's sample payloads, beside the repo
+# The repository's own copies of the sample EventBridge payloads (package data, also used by the
+# demo): a clone must pass its tests with nothing beside it.
+EVENTS = resources.files("service.demo_events")
 SECRET = "lambda-test-secret-0123456789abcdef0123456789abcdef"
 
 
 def load_event(name: str) -> dict[str, Any]:
-    """One of the shared sample events, e.g. `load_event("scheduled-daily")`."""
-    data: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
+    """One of the sample events, e.g. `load_event("scheduled-daily")`."""
+    data: dict[str, Any] = json.loads(EVENTS.joinpath(f"{name}.json").read_text())
     return data
 
 
