@@ -13,6 +13,8 @@ from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
 
+from lambda_trigger.settings import redact_url
+
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024  # answers are small JSON documents; never buffer more than this
@@ -55,11 +57,6 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 _opener = urllib.request.build_opener(_NoRedirects)
 
 
-def post_once(url: str, token: str, timeout: float) -> Answer:
-    """POST `{}` with the bearer token and return the answer; never raises for transport errors."""
-    return request_once("POST", url, token, timeout)
-
-
 def request_once(method: str, url: str, token: str, timeout: float) -> Answer:
     """One request (POST sends `{}`) with the bearer token; never raises for transport errors."""
     request = urllib.request.Request(  # noqa: S310 - the URL's scheme is checked in settings
@@ -95,16 +92,17 @@ def deliver(
     backoff_base: float,
     backoff_max: float,
     label: str = "",
+    method: str = "POST",
     sleep: Callable[[float], None] = time.sleep,
 ) -> Delivery:
-    """POST until a final answer or until `budget` seconds are spent; a fresh token per attempt."""
+    """Request (POST) until a final answer or until `budget` seconds are spent; a fresh token per attempt."""
     start = time.monotonic()
     deadline = start + budget
     attempts = 0
     while True:
         attempts += 1
         timeout = min(attempt_timeout, max(deadline - time.monotonic(), MIN_ATTEMPT))
-        answer = post_once(url, mint(), timeout)
+        answer = request_once(method, url, mint(), timeout)
         if not answer.retryable:
             return Delivery(answer, attempts, time.monotonic() - start, out_of_time=False)
         pause = _pause(attempts, answer, backoff_base, backoff_max)
@@ -136,7 +134,8 @@ def _answer(status: int, headers: Any, raw: bytes, token: str) -> Answer:
     body = parsed if isinstance(parsed, dict) else {}
     detail = " ".join(str(body[k]) for k in ("error", "message") if k in body) or text.strip()
     if 300 <= status < 400:
-        detail = f"redirect to {headers.get('Location')}: set APP_URL to the final URL"
+        # Redacted: a redirect (e.g. to a sign-in page) may carry credentials or a key in its URL.
+        detail = f"redirect to {redact_url(str(headers.get('Location')))}: set APP_URL to the final URL"
     # Defence in depth: whatever the server echoes, the token never reaches a log or Slack.
     detail = detail.replace(token, "[token]")[:300]
     summary = f"HTTP {status} {detail}".rstrip()

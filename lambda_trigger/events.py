@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+from lambda_trigger import contract
+
 MAX_EVENT_ID = 200  # the service refuses longer `event_id` claims
-# RFC 3339 section 5.6 date-time; an offset is mandatory, so a naive time never becomes a slot.
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$")
 # arn:PARTITION:events:REGION:ACCOUNT:rule/NAME, or rule/BUS/NAME for a rule on a custom bus.
-_RULE_ARN = re.compile(r"^arn:aws[a-z-]*:events:[^:]*:[^:]*:rule/(?:(?P<bus>[^/]+)/)?(?P<name>[^/]+)$")
+# Applied with `fullmatch`, never `$`, which would let a trailing newline into the name.
+_RULE_ARN = re.compile(r"arn:aws[a-z-]*:events:[^:]*:[^:]*:rule/(?:(?P<bus>[^/]+)/)?(?P<name>[^/]+)")
+# The characters EventBridge allows in a rule name: ASCII only, so lower-casing cannot turn one
+# name into another job's (str.lower maps the Kelvin sign U+212A to "k").
+_RULE_NAME = re.compile(r"[.\-_A-Za-z0-9]{1,64}")
 
 
 class UnreadableEvent(ValueError):
@@ -43,22 +45,19 @@ def read_event(event: object, rule_jobs: Mapping[str, str]) -> Firing:
 
 
 def normalise_slot(value: object) -> str:
-    """Return an RFC 3339 time as UTC in the form `2026-11-22T15:00:00Z`."""
-    if not isinstance(value, str) or not _RFC3339.match(value):
-        raise UnreadableEvent(f"slot must be an RFC 3339 time with an offset, not {value!r}")
+    """Return an RFC 3339 slot in the product's range as UTC, e.g. `2026-11-22T15:00:00Z`."""
     try:
-        utc = datetime.fromisoformat(value.upper()).astimezone(UTC)
-    except (ValueError, OverflowError) as exc:  # month 13; or year 1 at +01:00, before UTC's range
-        raise UnreadableEvent(f"slot {value!r} is not a valid time: {exc}") from None
-    spec = "microseconds" if utc.microsecond else "seconds"
-    return utc.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+        return contract.normalise_slot(value)
+    except ValueError as exc:
+        raise UnreadableEvent(str(exc)) from None
 
 
 def check_job(job: object) -> str:
-    """Return `job` if it is a valid job name, else raise `UnreadableEvent`."""
-    if not isinstance(job, str) or not JOB_NAME.match(job):
-        raise UnreadableEvent(f"job must match {JOB_NAME.pattern}, not {job!r}")
-    return job
+    """Return `job` if a trigger may name it (a job name, not reserved), else raise `UnreadableEvent`."""
+    try:
+        return contract.check_job_name(job)
+    except ValueError as exc:
+        raise UnreadableEvent(str(exc)) from None
 
 
 def describe(event: object, limit: int = 400) -> str:
@@ -74,17 +73,20 @@ def _scheduled_event(event: Mapping[str, Any], rule_jobs: Mapping[str, str]) -> 
     resources = event.get("resources")
     if not isinstance(resources, list) or not resources or not isinstance(resources[0], str):
         raise UnreadableEvent("'resources' must be a list starting with the rule's ARN")
-    match = _RULE_ARN.match(resources[0])
+    match = _RULE_ARN.fullmatch(resources[0])
     if not match:
         raise UnreadableEvent(f"{resources[0]!r} is not an EventBridge rule ARN")
     rule = match["name"]
+    if not _RULE_NAME.fullmatch(rule):
+        # Shown as received (repr: a newline or an invisible character stays visible).
+        raise UnreadableEvent(
+            f"rule name {rule!r} is not an EventBridge rule name (ASCII letters, digits, . - _)"
+        )
     job = rule_jobs.get(rule, rule.lower())
     try:
         check_job(job)
-    except UnreadableEvent:
-        raise UnreadableEvent(
-            f"rule {rule!r} maps to {job!r}, which is not a job name; add it to RULE_JOBS"
-        ) from None
+    except UnreadableEvent as exc:
+        raise UnreadableEvent(f"rule {rule!r} maps to {job!r}: {exc}; map it to a job in RULE_JOBS") from None
     return Firing(job, normalise_slot(event.get("time")), _event_id(event.get("id")), rule)
 
 

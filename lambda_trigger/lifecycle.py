@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from lambda_trigger.alerts import FAILURE, WARNING, Alerter
 from lambda_trigger.aws_secrets import SecretStore, SecretUnavailable
-from lambda_trigger.delivery import deliver, request_once
+from lambda_trigger.delivery import Answer, deliver, request_once
 from lambda_trigger.events import UnreadableEvent, describe
 from lambda_trigger.handler import settings_from_env
 from lambda_trigger.lifecycle_events import Ignored, LifecycleAction, read_notification
@@ -101,29 +103,54 @@ class Releaser:
         return self._complete(action, result)
 
     def _drain(self, action: LifecycleAction, target: Target, signer: Signer, limit: float) -> dict[str, Any]:
-        fleet = self.settings.fleet
-        answer = deliver(
-            target.url(fleet, "/v1/instance/drain"),
-            lambda: signer.mint_read("drain"),
-            budget=max(0.0, min(fleet.reach_timeout, limit - time.monotonic())),
-            attempt_timeout=self.settings.attempt_timeout,
-            backoff_base=self.settings.backoff_base,
-            backoff_max=self.settings.backoff_max,
-            label=f"drain instance_id={action.instance_id}",
-        ).answer
+        # A drain token names the INSTANCE_ID it drains, and the service refuses it anywhere else.
+        # That is the service's own setting (its hostname by default), not the EC2 instance id,
+        # so the instance at the terminating EC2 instance's address is asked for it first.
+        answer = self._request(action, target, "GET", "/v1/instance", signer.mint_read, limit)
+        instance = _instance_id(answer)
+        if instance is not None:
+            drain = partial(signer.mint_drain, instance)  # a fresh jti per attempt: each is used up
+            answer = self._request(action, target, "POST", "/v1/instance/drain", drain, limit)
         if answer.status is None:
             # Already gone (stopped, crashed): what ran there is recovered through its lease.
             log.info("lifecycle.gone instance_id=%s answer=%r", action.instance_id, answer.summary)
             return {"outcome": "unreachable"}
-        if answer.status != 200:
-            log.error("lifecycle.drain_refused instance_id=%s answer=%r", action.instance_id, answer.summary)
-            self._alert(FAILURE, f"could not drain {target.name}; released it", action, answer=answer.summary)
-            return {"outcome": "not drained", "error": answer.summary}
-        instance, running = str(answer.body.get("instance", "")), _run_ids(answer.body)
+        if answer.status != 200 or instance is None:
+            why = (
+                answer.summary
+                if answer.status != 200
+                else f"{answer.summary} (no INSTANCE_ID: not batch-trigger?)"
+            )
+            log.error("lifecycle.drain_refused instance_id=%s answer=%r", action.instance_id, why)
+            self._alert(FAILURE, f"could not drain {target.name}; released it", action, answer=why)
+            return {"outcome": "not drained", "error": why}
+        running = _run_ids(answer.body)
         log.info(
             "lifecycle.drained instance_id=%s instance=%s running=%s", action.instance_id, instance, running
         )
         return {"outcome": "draining", "instance": instance, "running": running}
+
+    def _request(
+        self,
+        action: LifecycleAction,
+        target: Target,
+        method: str,
+        path: str,
+        mint: Callable[[], str],
+        limit: float,
+    ) -> Answer:
+        """One call to the instance itself, retried while it does not answer, within `reach_timeout`."""
+        fleet = self.settings.fleet
+        return deliver(
+            target.url(fleet, path),
+            mint,  # a fresh token, with its own jti, per attempt
+            budget=max(0.0, min(fleet.reach_timeout, limit - time.monotonic())),
+            attempt_timeout=self.settings.attempt_timeout,
+            backoff_base=self.settings.backoff_base,
+            backoff_max=self.settings.backoff_max,
+            label=f"{method} {path} instance_id={action.instance_id}",
+            method=method,
+        ).answer
 
     def _wait(
         self,
@@ -149,7 +176,8 @@ class Releaser:
                 heartbeats += self._heartbeat(action)
                 next_beat = now + fleet.lifecycle_heartbeat
             time.sleep(max(0.0, min(fleet.lifecycle_poll, limit - now, next_beat - now)))
-            url, token = target.url(fleet, "/v1/instance"), signer.mint_read("lifecycle")
+            # The drain token reads this one instance's state, and nothing else.
+            url, token = target.url(fleet, "/v1/instance"), signer.mint_drain(instance)
             answer = request_once("GET", url, token, self.settings.attempt_timeout)
             if answer.status == 200:
                 running, silent_since = _run_ids(answer.body), None
@@ -213,6 +241,12 @@ class Releaser:
             "hook": action.hook,
         } | {name.replace("_", " "): value for name, value in fields.items()}
         self.alerter.send(icon, f"batch-trigger: scale-in: {title}", described)
+
+
+def _instance_id(answer: Answer) -> str | None:
+    """The service's INSTANCE_ID from its `GET /v1/instance` answer (None: no such answer)."""
+    instance = answer.body.get("instance") if answer.status == 200 else None
+    return instance if isinstance(instance, str) and instance else None
 
 
 def _run_ids(body: dict[str, Any]) -> list[str]:

@@ -6,12 +6,11 @@ import json
 import re
 from collections.abc import Mapping
 from typing import NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
-from lambda_trigger.events import JOB_NAME
+from lambda_trigger.contract import MAX_TOKEN_LIFETIME, check_job_name
 
 DEFAULT_AUDIENCE = "batch-trigger"
-MAX_TOKEN_LIFETIME = 300  # the service refuses tokens that live longer (DESIGN: "at most 300 s")
 # Algorithms the service may be configured to accept; asymmetric ones need `cryptography`.
 ALGORITHMS = ("HS256", "HS384", "HS512", "EdDSA", "ES256", "RS256")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -75,9 +74,11 @@ class FleetSettings(NamedTuple):
         """
         listed = (_text(env, "BROADCAST_JOBS") or "").split(",")
         jobs = frozenset(name.strip() for name in listed if name.strip())
-        bad = sorted(name for name in jobs if not JOB_NAME.match(name))
-        if bad:
-            raise ConfigurationError(f"BROADCAST_JOBS must list job names, not {', '.join(map(repr, bad))}")
+        for name in sorted(jobs):
+            try:
+                check_job_name(name)
+            except ValueError as exc:
+                raise ConfigurationError(f"BROADCAST_JOBS must list job names: {exc}") from None
         arn = _text(env, "TARGET_GROUP_ARN")
         if arn and not _TARGET_GROUP_ARN.match(arn):
             raise ConfigurationError(f"TARGET_GROUP_ARN must be an ELB target group ARN, not {arn!r}")
@@ -88,8 +89,9 @@ class FleetSettings(NamedTuple):
             raise ConfigurationError(f"TARGET_SCHEME must be http or https, not {scheme!r}")
         prefix = _text(env, "TARGET_PATH_PREFIX")
         prefix = app_path if prefix is None else prefix
-        if prefix and not prefix.startswith("/"):
-            raise ConfigurationError(f"TARGET_PATH_PREFIX must start with '/', not {prefix!r}")
+        if prefix and (not prefix.startswith("/") or "?" in prefix or "#" in prefix):
+            shown = redact_url(prefix)  # someone may have pasted a whole URL, credentials and all
+            raise ConfigurationError(f"TARGET_PATH_PREFIX must be a path starting with '/', not {shown!r}")
         return cls(
             broadcast_jobs=jobs,
             target_group_arn=arn,
@@ -137,9 +139,7 @@ class Settings(NamedTuple):
         app_url = _text(env, "APP_URL")
         if not app_url:
             raise ConfigurationError("APP_URL is required (the load balancer's base URL)")
-        parts = urlsplit(app_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigurationError(f"APP_URL must be an http(s) URL with a host, not {app_url!r}")
+        parts = _app_url_parts(app_url)
         secret, secret_arn = _text(env, "TRIGGER_SECRET"), _arn(env, "TRIGGER_SECRET_ARN")
         if bool(secret) == bool(secret_arn):
             raise ConfigurationError("set exactly one of TRIGGER_SECRET and TRIGGER_SECRET_ARN")
@@ -167,6 +167,43 @@ class Settings(NamedTuple):
             fleet=FleetSettings.from_env(env, parts.path),
             log_level=log_level,
         )
+
+
+def redact_url(url: str) -> str:
+    """`url` fit for a log or an alert: userinfo, query and fragment replaced by `***`.
+
+    Deliberately blunt, as it also runs on URLs that do not parse: everything between the
+    scheme and the last `@` is userinfo (a password may hold `/`, `?` or `#`), and everything
+    after the first `?` or `#` that follows is a query or fragment (either may carry a key).
+    """
+    scheme, sep, rest = url.partition("://")
+    head = scheme + sep if sep else ""
+    rest = rest if sep else url
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=-1)
+    return head + (rest[: cut + 1] + "***" if cut >= 0 else rest)
+
+
+def _app_url_parts(app_url: str) -> SplitResult:
+    shown = redact_url(app_url)  # never the raw value: it may hold credentials
+    if "@" in app_url:
+        # Anywhere, not only in the authority: a password holding '/' moves the rest into the
+        # path. urllib would not send credentials anyway; the service trusts the signed token.
+        raise ConfigurationError(f"APP_URL must not hold credentials (user:password@), not {shown!r}")
+    if "?" in app_url or "#" in app_url:
+        raise ConfigurationError(f"APP_URL must be a base URL without '?' or '#', not {shown!r}")
+    try:
+        parts = urlsplit(app_url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number
+    except ValueError:
+        raise ConfigurationError(f"APP_URL is not a valid URL: {shown!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"APP_URL must be an http(s) URL with a host, not {shown!r}")
+    if not app_url.isprintable() or any(char.isspace() for char in app_url):
+        # urlsplit silently drops tabs and newlines; the URL would not be the one configured.
+        raise ConfigurationError(f"APP_URL must not contain spaces or control characters: {shown!r}")
+    return parts
 
 
 def _text(env: Mapping[str, str], name: str) -> str | None:

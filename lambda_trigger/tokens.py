@@ -15,10 +15,12 @@ import os
 import time
 from typing import Any
 
+from lambda_trigger.contract import MAX_TOKEN_LIFETIME, check_job_name
 from lambda_trigger.events import Firing
-from lambda_trigger.settings import MAX_TOKEN_LIFETIME, ConfigurationError
+from lambda_trigger.settings import ConfigurationError
 
 ISSUER = "lambda"  # recorded by the service as who triggered the run
+DRAIN_LIFETIME = 60  # seconds at most: a drain token is used at once, and it takes an instance out
 
 
 class Signer:
@@ -56,25 +58,37 @@ class Signer:
 
     def mint(self, firing: Firing) -> str:
         """Return a fresh token (new `jti`, `iat` now) that triggers `firing` once."""
-        now = int(time.time())
-        claims: dict[str, Any] = {
-            "iss": ISSUER,
-            "aud": self.audience,
-            "sub": firing.job,
-            "iat": now,
-            "exp": now + self.lifetime,
-            "jti": os.urandom(16).hex(),
-            "slot": firing.slot,
-        }
+        # Defence in depth: events are checked when read, but a trigger token must never carry
+        # a reserved subject (`drain`, `read`), however its Firing was made.
+        claims = self._claims(check_job_name(firing.job)) | {"slot": firing.slot}
         if firing.event_id:
             claims["event_id"] = firing.event_id
         return self._encode(claims)
 
-    def mint_read(self, subject: str) -> str:
-        """Return a fresh token for the service's read endpoints and its drain (`sub` = `subject`)."""
+    def mint_read(self) -> str:
+        """Return a fresh token that reads every job's runs and any instance (`sub` = `read`)."""
+        return self._encode(self._claims("read"))
+
+    def mint_drain(self, instance: str) -> str:
+        """Return a fresh single-use token that drains the instance whose INSTANCE_ID is `instance`.
+
+        The service refuses it on any other instance (`403 instance_mismatch`), and it reads
+        that instance's `/v1/instance` only.
+        """
+        if not instance:
+            raise ValueError("a drain token names the INSTANCE_ID it drains")
+        return self._encode(self._claims("drain", DRAIN_LIFETIME) | {"instance": instance})
+
+    def _claims(self, subject: str, longest: int = MAX_TOKEN_LIFETIME) -> dict[str, Any]:
         now = int(time.time())
-        claims = {"iss": ISSUER, "aud": self.audience, "sub": subject, "iat": now, "exp": now + self.lifetime}
-        return self._encode(claims)
+        return {
+            "iss": ISSUER,
+            "aud": self.audience,
+            "sub": subject,
+            "iat": now,
+            "exp": now + min(self.lifetime, longest),
+            "jti": os.urandom(16).hex(),  # unique: the service uses each one up
+        }
 
     def _encode(self, claims: dict[str, Any]) -> str:
         if self.algorithm not in _HMAC:

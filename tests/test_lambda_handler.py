@@ -207,3 +207,64 @@ def test_it_keeps_secrets_and_tokens_out_of_logs_and_slack(
     assert len(tokens) >= 2 and "trigger.retry" in caplog.text
     for credential in [SECRET, receiver.url, *tokens]:
         assert credential not in said
+
+
+def rule_fired(rule: str) -> dict[str, object]:
+    """The daily sample event, as a rule named `rule` fires it."""
+    return DAILY | {"resources": [f"arn:aws:events:us-east-1:123456789012:rule/{rule}"]}
+
+
+@pytest.mark.parametrize(
+    ("event", "rule_jobs", "said"),
+    [
+        (rule_fired("Daily\n"), "", r"'Daily\n'"),  # once POSTed to /v1/jobs/daily%0A/runs
+        ({"job": "daily\n", "slot": SLOT}, "", r"'daily\n'"),
+        (rule_fired("\u212aeys"), "", "'\u212aeys'"),  # once lower-cased into the job "keys"
+        ({"job": "drain", "slot": SLOT}, "", "reserved"),
+        (rule_fired("Read"), "", "reserved"),
+        (rule_fired("Nightly"), '{"Nightly": "drain"}', "reserved"),
+        ({"job": "daily", "slot": "20260605T000000Z"}, "", "20260605T000000Z"),
+        ({"job": "daily", "slot": "0999-06-05T00:00:00Z"}, "", "outside"),
+        ({"job": "daily", "slot": "9999-12-31T23:59:59-01:00"}, "", "not a valid time"),
+    ],
+)
+def test_it_alerts_on_a_name_or_slot_it_refuses_and_never_posts(
+    monkeypatch: pytest.MonkeyPatch,
+    receiver: SlackReceiver,
+    event: dict[str, object],
+    rule_jobs: str,
+    said: str,
+) -> None:
+    with FaultProxy(default=answer(202, run())) as proxy:
+        configure(monkeypatch, APP_URL=proxy.url, SLACK_WEBHOOK_URL=receiver.url, RULE_JOBS=rule_jobs)
+        with pytest.raises(UnreadableEvent) as refused:
+            handler(event, Context())
+    assert proxy.seen == []  # no token minted for it, let alone sent
+    assert said in str(refused.value)
+    (alert,) = receiver.wait_for(1)
+    assert "could not read its event" in alert["text"] and said in alert["text"]
+
+
+def test_it_keeps_app_url_credentials_out_of_logs_and_slack(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, receiver: SlackReceiver
+) -> None:
+    app_url = "https://deploy:hunter2@lb.example/batch?api_key=k3y#frag"
+    configure(monkeypatch, APP_URL=app_url, SLACK_WEBHOOK_URL=receiver.url)
+    with caplog.at_level(logging.DEBUG), pytest.raises(ConfigurationError) as refused:
+        handler(DAILY, Context())
+    (alert,) = receiver.wait_for(1)
+    assert "https://***@lb.example/batch?***" in alert["text"] and "APP_URL" in caplog.text
+    for said in (str(refused.value), caplog.text, alert["text"]):
+        assert "hunter2" not in said and "k3y" not in said and "frag" not in said
+
+
+def test_it_keeps_a_redirects_query_out_of_the_alert(
+    monkeypatch: pytest.MonkeyPatch, receiver: SlackReceiver
+) -> None:
+    login = "https://sso.example/login?state=s3cret"
+    with FaultProxy(default=answer(302, b"", Location=login)) as proxy:
+        configure(monkeypatch, APP_URL=proxy.url, SLACK_WEBHOOK_URL=receiver.url)
+        with pytest.raises(TriggerFailed, match="set APP_URL"):
+            handler(DAILY, Context())
+    (alert,) = receiver.wait_for(1)
+    assert "redirect to https://sso.example/login?***" in alert["text"] and "s3cret" not in alert["text"]

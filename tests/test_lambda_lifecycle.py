@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 
 from lambda_trigger import lifecycle
@@ -28,6 +29,7 @@ from service.cli import client
 from service.dev.devserver import free_port
 from tests.lambda_support.fleet import Aws, emulated_aws, on_address
 from tests.lambda_support.lambda_env import REPO, Context, configure
+from tests.lambda_support.proxy import FaultProxy
 from tests.support.live import LiveService
 from tests.support.slack import SlackReceiver
 
@@ -166,6 +168,13 @@ def start_slow_batch(service: LiveService, seconds: float) -> str:
     raise AssertionError(f"run {run_id} never ran")
 
 
+def claims_of(authorization: str) -> dict[str, Any]:
+    """The verified claims of a bearer token the hook sent."""
+    token = authorization.removeprefix("Bearer ")
+    claims: dict[str, Any] = jwt.decode(token, SECRET, algorithms=["HS256"], audience="batch-trigger")
+    return claims
+
+
 def at(text: str) -> float:
     """An RFC 3339 time from the service as a POSIX timestamp."""
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
@@ -207,6 +216,38 @@ def test_it_holds_a_busy_instance_until_its_batch_finishes(
     # Drained: no new claims on it while Auto Scaling terminates it.
     assert client.request("GET", f"{instance.url}/readyz").status == 503
     assert instance.post("count", instance.mint("count")).body["error"] == "draining"
+
+
+def test_it_drains_with_single_use_tokens_naming_that_instance(
+    monkeypatch: pytest.MonkeyPatch, instance: LiveService, aws: Aws, slack: SlackReceiver
+) -> None:
+    # A proxy in front of the instance records every request the hook sends it: EC2 places the
+    # terminating instance at the proxy's address and INSTANCE_PORT is the proxy's port.
+    with FaultProxy(instance.url) as proxy:
+        instance_id = aws.instance("127.0.0.1")
+        lambda_for(monkeypatch, slack, INSTANCE_PORT=str(proxy.port), TOKEN_LIFETIME_SECONDS="300")
+        run_id = start_slow_batch(instance, seconds=1.5)
+        result = lifecycle.handler(eventbridge(instance_id, str(uuid.uuid4())), Context(remaining_seconds=60))
+    assert (result["outcome"], result["instance"], result["completed"]) == ("released", "web-a", True)
+    assert instance.wait_final(run_id)["status"] == "succeeded"
+    sent = [(seen.method, seen.path, claims_of(seen.headers["Authorization"])) for seen in proxy.seen]
+    (ask, ask_claims), (drain, drain_claims), *polls = [(f"{m} {p}", c) for m, p, c in sent]
+    # First it asks the instance its INSTANCE_ID (the service's name for it, not the EC2 id).
+    assert (ask, ask_claims["sub"]) == ("GET /v1/instance", "read")
+    assert drain == "POST /v1/instance/drain"
+    assert {k: drain_claims[k] for k in ("iss", "aud", "sub", "instance")} == {
+        "iss": "lambda",
+        "aud": "batch-trigger",
+        "sub": "drain",
+        "instance": "web-a",
+    }
+    assert 0 < drain_claims["exp"] - drain_claims["iat"] <= 60
+    # While it waits, it reads that one instance with drain tokens of the same instance.
+    assert polls and {(what, c["sub"], c["instance"]) for what, c in polls} == {
+        ("GET /v1/instance", "drain", "web-a")
+    }
+    jtis = [claims["jti"] for _, _, claims in sent]
+    assert len(set(jtis)) == len(jtis)  # each token is used once
 
 
 def test_it_releases_an_idle_instance_at_once(

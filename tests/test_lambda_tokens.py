@@ -109,3 +109,51 @@ def test_it_reads_defaults_and_overrides_from_the_environment() -> None:
 def test_it_fails_loudly_on_bad_configuration(env: dict[str, str], complaint: str) -> None:
     with pytest.raises(ConfigurationError, match=complaint):
         Settings.from_env(env)
+
+
+@freeze_time("2026-11-22T15:00:02Z")
+def test_it_mints_a_single_use_drain_token_for_one_instance() -> None:
+    signer = Signer(SECRET, lifetime=300)
+    tokens = [signer.mint_drain("web-a") for _ in range(3)]
+    claims = [jwt.decode(token, SECRET, algorithms=["HS256"], audience="batch-trigger") for token in tokens]
+    assert len({c.pop("jti") for c in claims}) == 3
+    assert claims[0] == {
+        "iss": "lambda",
+        "aud": "batch-trigger",
+        "sub": "drain",
+        "instance": "web-a",
+        "iat": 1795359602,
+        "exp": 1795359602 + 60,  # short, whatever TOKEN_LIFETIME_SECONDS says
+    }
+    with pytest.raises(ValueError, match="INSTANCE_ID"):
+        signer.mint_drain("")
+
+
+def test_it_mints_read_tokens_with_a_fresh_jti() -> None:
+    signer = Signer(SECRET)
+    claims = [jwt.decode(signer.mint_read(), options={"verify_signature": False}) for _ in range(2)]
+    assert [c["sub"] for c in claims] == ["read", "read"] and claims[0]["jti"] != claims[1]["jti"]
+    assert "instance" not in claims[0] and "slot" not in claims[0]
+
+
+@pytest.mark.parametrize("job", ["drain", "read", "daily\n", "Daily"])
+def test_it_never_mints_a_trigger_token_for_a_reserved_or_malformed_job(job: str) -> None:
+    with pytest.raises(ValueError, match=r"job"):
+        Signer(SECRET).mint(Firing(job, "2026-11-22T15:00:00Z"))
+
+
+@pytest.mark.parametrize(
+    ("app_url", "shown"),
+    [
+        ("https://deploy:hunter2@lb.example/batch", "'https://***@lb.example/batch'"),
+        ("https://lb.example/batch?api_key=hunter2", "'https://lb.example/batch?***'"),
+        ("https://lb.example/batch#hunter2", "'https://lb.example/batch#***'"),
+        ("https://deploy:hun/ter2@lb.example/?k=hunter2", "'https://***@lb.example/?***'"),
+        ("deploy:hunter2@lb.example", "'***@lb.example'"),
+    ],
+)
+def test_it_refuses_app_url_credentials_without_repeating_them(app_url: str, shown: str) -> None:
+    with pytest.raises(ConfigurationError, match="APP_URL") as refused:
+        Settings.from_env({"APP_URL": app_url, "TRIGGER_SECRET": SECRET})
+    assert shown in str(refused.value)
+    assert "hunter2" not in str(refused.value) and "ter2" not in str(refused.value)
