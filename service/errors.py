@@ -43,6 +43,12 @@ class JobMismatch(ServiceError):
     status, code = 403, "job_mismatch"
 
 
+class InstanceMismatch(ServiceError):
+    """A drain token names another instance: it must not drain (or read) this one."""
+
+    status, code = 403, "instance_mismatch"
+
+
 class UnknownJob(ServiceError):
     status, code = 404, "unknown_job"
 

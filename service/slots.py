@@ -2,25 +2,40 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+# RFC 3339 section 5.6 date-time: a `T`, seconds, an optional fraction and an offset (`Z` or
+# ±hh:mm). ASCII digits only (`\d` also takes other scripts' digits). `datetime.fromisoformat`
+# alone would also read the basic format (20260605T000000Z), week dates, missing seconds or a
+# missing offset. The same pattern is written in lambda_trigger/contract.py.
+SLOT_FORMAT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+# The slots the product accepts, in UTC, both ends included: every one of them is stored and read
+# back unchanged by both ledgers (SQLite writes a four-digit year; earlier years did not read back).
+EARLIEST_SLOT = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_SLOT = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
 
 def parse_slot(text: str) -> datetime:
-    """Parse an RFC 3339 timestamp with an explicit offset into an aware UTC datetime."""
-    if not isinstance(text, str) or "T" not in text.upper() or len(text) > 40:
-        raise ValueError(f"slot must be an RFC 3339 timestamp, got {text!r:.60}")
-    normalised = text.strip().upper().replace("Z", "+00:00")
+    """Parse an RFC 3339 time with an offset, within EARLIEST_SLOT..LATEST_SLOT, into aware UTC."""
+    if not isinstance(text, str) or not SLOT_FORMAT.fullmatch(text):
+        raise ValueError(
+            f"slot must be an RFC 3339 timestamp with a 'T', seconds and an offset"
+            f" (e.g. 2026-11-22T15:00:00Z), got {text!r:.60}"
+        )
+    outside = f"slot lies outside {format_slot(EARLIEST_SLOT)}..{format_slot(LATEST_SLOT)}, got {text!r:.60}"
     try:
-        value = datetime.fromisoformat(normalised)
-    except ValueError:
-        raise ValueError(f"slot must be an RFC 3339 timestamp, got {text!r:.60}") from None
-    if value.tzinfo is None:
-        raise ValueError(f"slot needs a UTC offset (e.g. 'Z'), got {text!r:.60}")
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:  # a valid time whose UTC instant falls outside year 1..9999
-        raise ValueError(f"slot lies outside the representable years, got {text!r:.60}") from None
+        value = datetime.fromisoformat(text.upper()).astimezone(UTC)
+    except ValueError:  # month 13, hour 24, offset +24:00
+        raise ValueError(f"slot is not a valid time, got {text!r:.60}") from None
+    except OverflowError:  # a valid local time whose UTC instant falls outside year 1..9999
+        raise ValueError(outside) from None
+    if not EARLIEST_SLOT <= value <= LATEST_SLOT:
+        raise ValueError(outside)
+    return value
 
 
 def format_slot(value: datetime) -> str:
@@ -32,7 +47,10 @@ def format_slot(value: datetime) -> str:
 
 def logical_date(slot: datetime, zone: ZoneInfo) -> date:
     """The date a slot falls on in the batch time zone: the day the run is 'for'."""
-    return slot.astimezone(zone).date()
+    try:
+        return slot.astimezone(zone).date()
+    except OverflowError:  # the last hours of 9999 in a zone ahead of UTC: its local date is 10000-01-01
+        return date.max
 
 
 def day_window(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:

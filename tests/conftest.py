@@ -10,7 +10,7 @@ import pytest
 from tests.support.live import LiveService
 from tests.support.slack import SlackReceiver
 
-pytest_plugins = ["tests.support.postgres", "tests.support.ledgers"]
+pytest_plugins = ["tests.support.postgres", "tests.support.ledgers", "tests.support.inprocess"]
 
 
 @pytest.fixture(scope="module")

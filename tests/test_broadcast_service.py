@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from service.cli import client
-from service.web.auth import mint_token
+from service.web.auth import mint_drain_token
 from tests.support.live import LiveService, format_slot, unique_slot
 
 
@@ -52,12 +52,18 @@ def test_it_still_runs_a_fleet_job_once_across_both(pair: tuple[LiveService, Liv
 
 
 def test_it_drains_on_request_and_reports_its_running_batches(pair: tuple[LiveService, LiveService]) -> None:
-    a, _ = pair
+    a, b = pair
     running = a.post("slow", a.mint("slow", params={"seconds": 2})).body["id"]
     time.sleep(0.5)
     refused = client.request("POST", f"{a.url}/v1/instance/drain", a.read_token())
     assert (refused.status, refused.body["error"]) == (403, "job_mismatch")
-    drained = client.request("POST", f"{a.url}/v1/instance/drain", mint_token(a.settings, "drain"))
+    token = mint_drain_token(a.settings, "web-a")
+    elsewhere = client.request("POST", f"{b.url}/v1/instance/drain", token)
+    assert (elsewhere.status, elsewhere.body["error"]) == (403, "instance_mismatch")
+    drained = client.request("POST", f"{a.url}/v1/instance/drain", token)
+    replayed = client.request("POST", f"{a.url}/v1/instance/drain", token)
+    assert (replayed.status, replayed.body["error"]) == (401, "token_replayed")
+    assert client.request("GET", f"{b.url}/readyz").status == 200
     assert drained.status == 200 and drained.body == {
         "instance": "web-a",
         "draining": True,

@@ -40,6 +40,7 @@ class Metrics:
     """The service's metric families."""
 
     trigger_answers: Any
+    http_answers: Any
     runs: Any
     run_duration: Any
     lost_runs: Any
@@ -60,6 +61,11 @@ def metrics() -> Metrics:
     return Metrics(
         trigger_answers=Counter(
             "batch_trigger_trigger_answers", "Answers of the trigger endpoint, by HTTP status", ["code"]
+        ),
+        http_answers=Counter(
+            "batch_trigger_http_answers",
+            "Answers of every batch-trigger route, by route pattern and HTTP status",
+            ["route", "code"],
         ),
         runs=Counter(
             "batch_trigger_runs", "Runs this instance finished, by job and final status", ["job", "status"]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import jwt
@@ -19,6 +20,11 @@ from service.slots import format_slot, parse_slot
 MAX_LIFETIME_SECONDS = 300
 _TRIGGER_CLAIMS = ["exp", "iat", "aud", "sub", "jti", "slot"]
 _READ_CLAIMS = ["exp", "iat", "aud"]
+#: Token subjects that name no job (jobs of these names are refused at registration).
+READ_SUBJECT, DRAIN_SUBJECT = "read", "drain"
+#: A drain token takes an instance out of service: it is short-lived.
+DRAIN_LIFETIME_SECONDS = 60
+_NUMERIC_CLAIMS = ("exp", "iat", "nbf")
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,16 @@ class Claims:
     event_id: str | None = None
     force: bool = False
     params: dict[str, Any] = field(default_factory=dict)
+    #: A drain token's target: the INSTANCE_ID it may drain.
+    instance: str | None = None
+    #: The last moment the token still verifies (`exp` + the verifier's leeway): a used `jti`
+    #: must be remembered until then, or the token could be replayed inside the leeway.
+    usable_until: float = 0.0
+
+    @property
+    def remember_until(self) -> datetime:
+        """`usable_until` as an aware UTC datetime, for the ledger's record of used tokens."""
+        return datetime.fromtimestamp(self.usable_until, UTC)
 
 
 class TokenVerifier:
@@ -55,10 +71,12 @@ class TokenVerifier:
             raise TokenInvalid(f"algorithm {str(algorithm)[:20]!r} is not allowed")
         key = self._key_for(header.get("kid"), str(algorithm))
         payload = self._decode(token, key, str(algorithm), trigger)
-        lifetime = float(payload["exp"]) - float(payload["iat"])
+        # pyjwt reads a time claim with int(), so "exp": "99999999999" or true would pass it.
+        times = {name: _number(payload, name) for name in _NUMERIC_CLAIMS if name in payload}
+        lifetime = times["exp"] - times["iat"]
         if lifetime > MAX_LIFETIME_SECONDS:
             raise TokenInvalid(f"token lifetime {lifetime:.0f} s exceeds {MAX_LIFETIME_SECONDS} s")
-        return _claims(payload, trigger)
+        return _claims(payload, trigger, usable_until=times["exp"] + self._leeway)
 
     def _key_for(self, kid: object, algorithm: str) -> str:
         if kid is not None:
@@ -99,6 +117,14 @@ class TokenVerifier:
             raise TokenInvalid("token signature does not verify") from None
         except jwt.InvalidTokenError as exc:
             raise TokenInvalid(f"token rejected: {type(exc).__name__}") from None
+        except jwt.InvalidKeyError:
+            # The header's alg does not fit the kid's key type (an RS256 header on an EC key):
+            # pyjwt raises this outside InvalidTokenError.
+            raise TokenInvalid(f"key id does not hold a key for {algorithm}") from None
+        except jwt.PyJWTError as exc:
+            raise TokenInvalid(f"token rejected: {type(exc).__name__}") from None
+        except RecursionError:  # a signed payload nested past the JSON parser's depth
+            raise TokenInvalid("token claims are nested too deeply") from None
 
 
 def _header(token: str) -> dict[str, Any]:
@@ -124,42 +150,81 @@ def _bearer(authorization: str | None) -> str:
     return token.strip()
 
 
-def _claims(payload: dict[str, Any], trigger: bool) -> Claims:
-    sub = payload.get("sub")
-    if sub is not None and not isinstance(sub, str):
-        raise TokenInvalid("token 'sub' must be a job name")
+def _number(payload: dict[str, Any], name: str) -> float:
+    """A time claim as seconds since the epoch: a finite JSON number, never a string or a bool."""
+    value = payload[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TokenInvalid(f"token {name!r} must be a number of seconds since the epoch")
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        raise TokenInvalid(f"token {name!r} is out of range")
+    return seconds
+
+
+def _claims(payload: dict[str, Any], trigger: bool, usable_until: float) -> Claims:
+    sub = _text(payload, "sub")
+    jti = payload.get("jti")
+    if jti is not None and (not isinstance(jti, str) or not 8 <= len(jti) <= 128 or not _storable(jti)):
+        raise TokenInvalid("token 'jti' must be a unique string of 8-128 characters")
+    read = Claims(
+        sub=sub,
+        expires_at=float(payload["exp"]),
+        jti=jti,
+        iss=_text(payload, "iss"),
+        instance=_text(payload, "instance"),
+        usable_until=usable_until,
+    )
     if not trigger:
-        return Claims(sub=sub, expires_at=float(payload["exp"]), iss=_text(payload, "iss"))
+        return read
     try:
         slot = parse_slot(payload["slot"])
     except ValueError as exc:
         raise TokenInvalid(f"token 'slot' is not usable: {exc}") from None
-    jti, params, force = payload["jti"], payload.get("params", {}), payload.get("force", False)
-    if not isinstance(jti, str) or not 8 <= len(jti) <= 128:
-        raise TokenInvalid("token 'jti' must be a unique string of 8-128 characters")
+    params, force = payload.get("params", {}), payload.get("force", False)
     if not isinstance(params, dict):
         raise TokenInvalid("token 'params' must be a JSON object")
+    if not _storable(params):
+        # Both ledgers must store what they accept: PostgreSQL refuses NUL in text and JSON,
+        # and neither driver can encode a lone surrogate (U+D800) or store NaN as JSON.
+        raise TokenInvalid("token 'params' holds a value no ledger can store (NUL, a lone surrogate, NaN)")
     if not isinstance(force, bool):
         raise TokenInvalid("token 'force' must be true or false")
-    return Claims(
-        sub=sub,
-        expires_at=float(payload["exp"]),
-        slot=slot,
-        jti=jti,
-        iss=_text(payload, "iss"),
-        event_id=_text(payload, "event_id"),
-        force=force,
-        params=params,
-    )
+    return replace(read, slot=slot, event_id=_text(payload, "event_id"), force=force, params=params)
 
 
 def _text(payload: dict[str, Any], name: str) -> str | None:
     value = payload.get(name)
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > 200:
+    if not isinstance(value, str) or len(value) > 200 or not _storable(value):
         raise TokenInvalid(f"token {name!r} must be a string of at most 200 characters")
     return value
+
+
+def _storable(value: Any, depth: int = 0) -> bool:
+    """True when both ledgers can store the JSON value as it is (and it is not absurdly deep)."""
+    if isinstance(value, str):
+        return "\x00" not in value and (value.isascii() or _utf8(value))
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if depth > 32:
+        return False
+    if isinstance(value, dict):
+        return all(_storable(k, depth + 1) and _storable(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_storable(item, depth + 1) for item in value)
+    return True
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def mint_token(
@@ -173,21 +238,12 @@ def mint_token(
     issuer: str = "cli",
     lifetime: int = 60,
 ) -> str:
-    """Sign a short-lived token with the signing key of the settings (`TRIGGER_KID` or the only key)."""
-    kid = settings.signing_kid or ("default" if "default" in settings.keys else next(iter(settings.keys)))
-    secret: Secret = settings.keys[kid]
-    algorithm = next((a for a in settings.algorithms if a in HMAC_ALGORITHMS), None)
-    if algorithm is None or secret.reveal().lstrip().startswith("-----BEGIN"):
-        raise ConfigError("minting needs an HMAC key and an HS* algorithm in TRIGGER_ALGORITHMS")
-    now = int(time.time())
-    claims: dict[str, Any] = {
-        "iss": issuer,
-        "aud": settings.audience,
-        "sub": job,
-        "iat": now,
-        "exp": now + min(lifetime, MAX_LIFETIME_SECONDS),
-        "jti": uuid.uuid4().hex,
-    }
+    """Sign a short-lived token for `job` (or `read`) with the settings' signing key.
+
+    The signing key is `TRIGGER_KID` or the only key. A token whose `sub` is a job triggers that
+    job (with `slot`) and reads its runs; `sub` = `read` reads every job's runs.
+    """
+    claims = _base_claims(settings, job, issuer, lifetime)
     if slot is not None:
         claims["slot"] = format_slot(slot)
     if force:
@@ -196,5 +252,40 @@ def mint_token(
         claims["params"] = params
     if event_id:
         claims["event_id"] = event_id
+    return _sign(settings, claims)
+
+
+def mint_drain_token(
+    settings: Settings, instance: str, *, issuer: str = "cli", lifetime: int = DRAIN_LIFETIME_SECONDS
+) -> str:
+    """Sign a single-use token that drains the instance whose INSTANCE_ID is `instance`.
+
+    The same claims the scale-in Lambda mints: `sub` = `drain`, a fresh `jti`, `instance`,
+    `iat`, `exp`, `aud`. Any other instance answers it `403 instance_mismatch`.
+    """
+    if not instance:
+        raise ValueError("a drain token names the INSTANCE_ID it drains")
+    claims = _base_claims(settings, DRAIN_SUBJECT, issuer, min(lifetime, DRAIN_LIFETIME_SECONDS))
+    return _sign(settings, claims | {"instance": instance})
+
+
+def _base_claims(settings: Settings, subject: str, issuer: str, lifetime: int) -> dict[str, Any]:
+    now = int(time.time())
+    return {
+        "iss": issuer,
+        "aud": settings.audience,
+        "sub": subject,
+        "iat": now,
+        "exp": now + min(lifetime, MAX_LIFETIME_SECONDS),
+        "jti": uuid.uuid4().hex,
+    }
+
+
+def _sign(settings: Settings, claims: dict[str, Any]) -> str:
+    kid = settings.signing_kid or ("default" if "default" in settings.keys else next(iter(settings.keys)))
+    secret: Secret = settings.keys[kid]
+    algorithm = next((a for a in settings.algorithms if a in HMAC_ALGORITHMS), None)
+    if algorithm is None or secret.reveal().lstrip().startswith("-----BEGIN"):
+        raise ConfigError("minting needs an HMAC key and an HS* algorithm in TRIGGER_ALGORITHMS")
     headers = {"kid": kid} if kid != "default" else None
     return jwt.encode(claims, secret.reveal(), algorithm=algorithm, headers=headers)
