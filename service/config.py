@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 from collections.abc import Mapping
@@ -61,6 +62,7 @@ class Settings:
     token_leeway_seconds: int = 30
     signing_kid: str | None = None
     app_url: str = "http://127.0.0.1:8000"
+    log_level: int = logging.INFO
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -89,6 +91,7 @@ class Settings:
             token_leeway_seconds=_integer(env, "TOKEN_LEEWAY_SECONDS", 30, minimum=0, maximum=30),
             signing_kid=env.get("TRIGGER_KID") or None,
             app_url=env.get("BATCH_TRIGGER_URL", "http://127.0.0.1:8000").rstrip("/"),
+            log_level=_log_level(env.get("LOG_LEVEL")),
         )
         if settings.heartbeat_seconds >= settings.lease_seconds:
             raise ConfigError(
@@ -155,6 +158,15 @@ def _timezone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"BATCH_TIMEZONE {name!r} is not an IANA time zone (e.g. Asia/Tokyo)") from None
+
+
+def _log_level(name: str | None) -> int:
+    from service.logs import level_from_name
+
+    try:
+        return level_from_name(name)
+    except ValueError:
+        raise ConfigError(f"LOG_LEVEL {name!r} is not a level (DEBUG, INFO, WARNING, ERROR)") from None
 
 
 def _optional_secret(value: str | None) -> Secret | None:

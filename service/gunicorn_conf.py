@@ -32,7 +32,7 @@ def _check_configuration() -> Settings:
 
     try:
         settings = Settings.from_env()
-        load_jobs(settings.batch_modules)
+        load_jobs(settings.batch_modules, settings.timezone)
     except ConfigError as exc:
         print(f"batch-trigger: configuration error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
@@ -58,7 +58,8 @@ logconfig_dict = {
         "gunicorn.error": {"level": "INFO", "handlers": ["error"], "propagate": False},
         "gunicorn.access": {"level": "INFO", "handlers": ["access"], "propagate": False},
     },
-    "root": {"level": "WARNING", "handlers": ["error"]},
+    # LOG_LEVEL for every other logger too: job modules log at INFO by default, as the service does.
+    "root": {"level": _SETTINGS.log_level, "handlers": ["error"]},
 }
 
 

@@ -170,7 +170,7 @@ def _keeper(args: argparse.Namespace) -> int:
     from service.ops.keeper import run_forever
 
     settings = Settings.from_env()
-    configure_logging(instance=settings.instance_id)
+    configure_logging(settings.log_level, instance=settings.instance_id)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

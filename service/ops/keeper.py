@@ -156,7 +156,7 @@ def start_beside_arbiter(settings: Settings, is_draining: Callable[[int], bool])
         from service.runs.isolation import leave_web_worker
 
         leave_web_worker()
-        configure_logging(instance=settings.instance_id)
+        configure_logging(settings.log_level, instance=settings.instance_id)
         run_forever(settings, lambda: os.getppid() != arbiter or is_draining(arbiter))
     except BaseException:
         log.exception("keeper stopped")

@@ -12,7 +12,7 @@ from service.web.extension import BatchTrigger
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the standalone service from settings (default: the environment)."""
     settings = settings or Settings.from_env()
-    configure_logging(instance=settings.instance_id)
+    configure_logging(settings.log_level, instance=settings.instance_id)
     app = Flask("batch_trigger")
     BatchTrigger(app, settings=settings)
     return app
