@@ -16,6 +16,8 @@ log = logging.getLogger("batch_trigger.alerts")
 SEND_TIMEOUT_SECONDS = 5
 SEND_RETRIES = 2
 ERROR_EXCERPT = 1500
+#: Block Kit's limit on a section's text (https://api.slack.com/reference/block-kit/blocks#section).
+SECTION_LIMIT = 3000
 _ICONS = {
     "failed": ":x:",
     "timed_out": ":hourglass:",
@@ -33,9 +35,21 @@ class Alerts:
         self._timezone = timezone
         self._instance = instance
 
-    def run_ended(self, run: Run) -> bool:
-        """Alert that a run ended badly (failed, timed out, abandoned, interrupted); waits."""
-        return self.send(*self._message(run, f"job `{run.job}` {run.status.replace('_', ' ')}"))
+    def run_ended(self, run: Run, excerpt: str = "") -> bool:
+        """Alert that a run ended badly (failed, timed out, abandoned, interrupted); waits.
+
+        `excerpt`: the last lines of the run's traceback (or output), shown in a code block.
+        """
+        return self.send(*self._message(run, f"job `{run.job}` {run.status.replace('_', ' ')}", excerpt))
+
+    def recovered(self, run: Run, failed: Run) -> bool:
+        """Tell the channel once that a job succeeds again after `failed`."""
+        headline = f"job `{run.job}` recovered (the previous run {failed.status.replace('_', ' ')})"
+        return self.send(*self._message(run, headline, icon=":white_check_mark:"))
+
+    def succeeded(self, run: Run) -> bool:
+        """A success notice, for jobs declared with notify="all"."""
+        return self.send(*self._message(run, f"job `{run.job}` succeeded", icon=":white_check_mark:"))
 
     def run_ended_soon(self, run: Run) -> None:
         """Like `run_ended`, from a web request: sent on a background thread."""
@@ -112,12 +126,15 @@ class Alerts:
         text, blocks = self._message(run, headline)
         threading.Thread(target=self.send, args=(text, blocks), name="slack-alert", daemon=True).start()
 
-    def _message(self, run: Run, headline: str) -> tuple[str, list[dict[str, Any]]]:
-        """A Block Kit message: what happened, to which slot (UTC and local), and how to re-run it."""
+    def _message(
+        self, run: Run, headline: str, excerpt: str = "", icon: str | None = None
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """A Block Kit message: what happened, to which slot (UTC and local), why, and how to re-run it."""
         slot = format_slot(run.slot)
         local = run.slot.astimezone(self._timezone).strftime(f"%Y-%m-%d %H:%M {self._timezone.key}")
         rerun = f"batch-trigger trigger {run.job} --slot {slot} --force"
-        icon = _ICONS.get(run.status, ":warning:")
+        logs = f"batch-trigger logs {run.id}"
+        icon = icon or _ICONS.get(run.status, ":warning:")
         instance = run.instance or self._instance
         text = f"{icon} batch-trigger: {headline} (slot {slot}, attempt {run.attempt}, instance {instance})"
         fields = {
@@ -128,19 +145,45 @@ class Alerts:
             "Attempt": str(run.attempt),
             "Instance": instance,
         }
+        # plain_text shows backticks literally: the header names the job without them.
+        header = f"batch-trigger: {headline}".replace("`", "")[:150]
         blocks: list[dict[str, Any]] = [
-            {"type": "header", "text": {"type": "plain_text", "text": f"batch-trigger: {headline}"[:150]}},
+            {"type": "header", "text": {"type": "plain_text", "text": header}},
             {
                 "type": "section",
                 "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in fields.items()],
             },
         ]
-        if run.error:
-            # A fence inside the excerpt would end the code block early.
-            excerpt = run.error[:ERROR_EXCERPT].replace("```", "'''")
-            blocks.append(
-                {"type": "section", "text": {"type": "mrkdwn", "text": f"*Error*\n```{excerpt}```"}}
-            )
-        context = f"Re-run: `{rerun}` · run `{run.id}`"
+        if run.error and run.status != "succeeded":
+            blocks.append(_code_section("Error", run.error[:ERROR_EXCERPT]))
+        if excerpt.strip():
+            blocks.append(_code_section("Last lines of the log", excerpt))
+        context = f"Re-run: `{rerun}` · Log: `{logs}`"
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
-        return f"{text}\nre-run: {rerun}", blocks
+        if run.status == "succeeded":
+            return f"{text}\nlog: {logs}", blocks
+        return f"{text}\nre-run: {rerun}\nlog: {logs}", blocks
+
+
+def slack_escape(text: str) -> str:
+    """Escape the three characters Slack's mrkdwn reads as control characters.
+
+    https://api.slack.com/reference/surfaces/formatting#escaping
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _code_section(title: str, body: str) -> dict[str, Any]:
+    """A section with `body` in a code block, escaped, cut from the front to fit (the end says why)."""
+    # A fence inside the body would end the code block early.
+    lines = body.replace("```", "\'\'\'").strip("\n").splitlines()
+    room = SECTION_LIMIT - len(f"*{title}*\n``````")
+    escaped = slack_escape("\n".join(lines))
+    while len(escaped) > room and len(lines) > 1:
+        lines.pop(0)
+        escaped = "…\n" + slack_escape("\n".join(lines))
+    tail = lines[-1] if lines else ""
+    while len(escaped) > room:  # one line longer than the section: keep its end
+        tail = tail[len(slack_escape(tail)) - (room - 1) :]
+        escaped = "…" + slack_escape(tail)
+    return {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*\n```{escaped}```"}}

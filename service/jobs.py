@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 Overlap = Literal["forbid", "allow"]
 Scope = Literal["fleet", "instance"]
+Notify = Literal["failures", "all"]
 
 
 class RunCancelled(Exception):
@@ -41,6 +42,7 @@ class JobSpec:
     schedule_timezone: str | None = None
     missed_after: float = 3600
     scope: Scope = "fleet"
+    notify: Notify = "failures"
 
     @property
     def description(self) -> str:
@@ -60,6 +62,7 @@ class JobSpec:
             "schedule_timezone": self.schedule_timezone,
             "missed_after": self.missed_after,
             "scope": self.scope,
+            "notify": self.notify,
         }
 
 
@@ -143,6 +146,7 @@ def job(
     schedule_timezone: str | None = None,
     missed_after: float = 3600,
     scope: Scope = "fleet",
+    notify: Notify = "failures",
 ) -> Callable[[Callable[[JobContext], Any]], Callable[[JobContext], Any]]:
     """Register the decorated function `fn(ctx)` as the job `name` with its policy.
 
@@ -155,6 +159,8 @@ def job(
     `missed_after` seconds after it was due.
     `scope`: "fleet" runs each slot once across the fleet; "instance" (broadcast) runs it once on
     every instance that receives it — the Lambda posts to each healthy target directly.
+    `notify`: "failures" (default) alerts on failures and once when a failing job recovers;
+    "all" also sends a notice for every successful run.
     """
     if not JOB_NAME.match(name):
         raise ConfigError(f"job name {name!r} must be lower-case letters, digits, '-' or '_'")
@@ -167,6 +173,8 @@ def job(
     _check_schedule(name, schedule, schedule_timezone)
     if scope not in ("fleet", "instance"):
         raise ConfigError(f"job {name!r}: scope must be 'fleet' or 'instance', not {scope!r}")
+    if notify not in ("failures", "all"):
+        raise ConfigError(f"job {name!r}: notify must be 'failures' or 'all', not {notify!r}")
 
     def register(fn: Callable[[JobContext], Any]) -> Callable[[JobContext], Any]:
         REGISTRY.add(
@@ -181,6 +189,7 @@ def job(
                 schedule_timezone,
                 float(missed_after),
                 scope,
+                notify,
             )
         )
         return fn

@@ -97,8 +97,10 @@ def test_it_lists_runs_as_a_table_and_as_json(service: LiveService) -> None:
     table = _cli(service, "runs", "--job", "count")
     assert table.returncode == 0
     header, *rows = table.stdout.splitlines()
-    assert header.split()[:4] == ["JOB", "SLOT", "ATTEMPT", "STATUS"]
-    assert any("2031-01-03T00:00:00Z" in row and "succeeded" in row for row in rows)
+    assert header.split()[:6] == ["ID", "JOB", "SLOT", "ATTEMPT", "STATUS", "DURATION"]
+    row = next(row.split() for row in rows if "2031-01-03T00:00:00Z" in row and "succeeded" in row)
+    # The id leads to the run's log; the duration reads like 0.1s.
+    assert re.fullmatch(r"[0-9a-f]{32}", row[0]) and re.fullmatch(r"\d+\.\ds", row[5])
     as_json = json.loads(_cli(service, "runs", "--json", "--status", "failed").stdout)
     assert as_json and {r["status"] for r in as_json} == {"failed"}
 

@@ -6,6 +6,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -64,6 +65,48 @@ def list_runs(base_url: str, token: str, **filters: Any) -> list[dict[str, Any]]
         raise OSError(f"GET /v1/runs answered {answer.status}: {answer.body.get('message', answer.body)}")
     runs: list[dict[str, Any]] = answer.body["runs"]
     return runs
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """One read of a run's log."""
+
+    text: str
+    next_offset: int
+    ended: bool
+
+
+def read_log(base_url: str, run_id: str, token: str, offset: int = 0, timeout: float = 30.0) -> LogPage:
+    """GET /v1/runs/{id}/log from `offset`; OSError when the service refuses."""
+    req = urllib.request.Request(  # noqa: S310 - the operator's URL
+        f"{base_url}/v1/runs/{run_id}/log?offset={offset}", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+            return LogPage(
+                resp.read().decode("utf-8", "replace"),
+                int(resp.headers.get("X-Log-Offset", offset)),
+                resp.headers.get("X-Run-Ended") == "true",
+            )
+    except urllib.error.HTTPError as exc:
+        body = _json(exc.read())
+        raise OSError(f"GET /v1/runs/{run_id}/log answered {exc.code}: {body.get('message', body)}") from None
+
+
+def follow_log(
+    base_url: str, run_id: str, token_factory: Callable[[], str], follow: bool, poll: float = 1.0
+) -> Iterator[str]:
+    """The run's log in pieces; with `follow`, keep reading until the run has ended."""
+    offset = 0
+    while True:
+        page = read_log(base_url, run_id, token_factory(), offset)
+        if page.text:
+            yield page.text
+        offset = page.next_offset
+        # The run was read before its log: a page that says "ended" holds the log's end.
+        if not follow or page.ended:
+            return
+        time.sleep(poll)
 
 
 def _json(data: bytes) -> dict[str, Any]:

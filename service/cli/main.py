@@ -53,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--json", action="store_true", help="print JSON instead of a table")
     runs.set_defaults(func=_runs)
 
+    logs = commands.add_parser("logs", help="print a run's captured output (stdout, stderr, traceback)")
+    logs.add_argument("run_id", metavar="RUN_ID", help="the run's id (the ID column of `runs`)")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
+    logs.add_argument("--url", help="service base URL (default: $BATCH_TRIGGER_URL)")
+    logs.set_defaults(func=_logs)
+
     keeper = commands.add_parser(
         "keeper",
         help="run the keeper in the foreground (when not served by service.gunicorn_conf)",
@@ -151,14 +157,50 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _logs(args: argparse.Namespace) -> int:
+    from service.cli import client
+
+    settings = Settings.from_env()
+    url = (args.url or settings.app_url).rstrip("/")
+    for text in client.follow_log(url, args.run_id, lambda: mint_token(settings, "read"), args.follow):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    return 0
+
+
 def format_table(runs: list[dict[str, Any]]) -> str:
-    """Runs as an aligned text table for people."""
-    columns = ("job", "slot", "attempt", "status", "trigger", "instance", "finished_at", "error")
-    rows = [[str(run.get(c) if run.get(c) is not None else "-")[:60] for c in columns] for run in runs]
+    """Runs as an aligned text table for people: the id leads to `batch-trigger logs ID`."""
+    columns = ("id", "job", "slot", "attempt", "status", "duration", "trigger", "instance", "error")
+    rows = [
+        [str(value if value is not None else "-")[:60] for value in (_cell(run, c) for c in columns)]
+        for run in runs
+    ]
     widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join(line.rstrip() for line in lines) if runs else "no runs"
+
+
+def _cell(run: dict[str, Any], column: str) -> Any:
+    if column != "duration":
+        return run.get(column)
+    if not run.get("started_at"):
+        return None
+    start = parse_slot(run["started_at"])
+    end = parse_slot(run["finished_at"]) if run.get("finished_at") else utcnow()
+    return _duration((end - start).total_seconds()) + ("" if run.get("finished_at") else "…")
+
+
+def _duration(seconds: float) -> str:
+    """A duration as people read it: 0.4s, 12s, 3m05s, 2h01m."""
+    if seconds < 10:
+        return f"{max(seconds, 0):.1f}s"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
 def _keeper(args: argparse.Namespace) -> int:

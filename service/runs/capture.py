@@ -1,0 +1,197 @@
+"""A batch's output, captured where its file descriptors 1 and 2 point: timestamped, redacted,
+bounded, and written to the run's log in the ledger while the run goes.
+
+The supervising process owns the pipes, so output written by subprocesses or just before an
+`os._exit` is kept, and what was sent before the instance died stays in the ledger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from service.errors import LedgerUnavailable
+from service.logs import redact
+from service.runs.logbound import LogBound
+
+READ_SIZE = 64 * 1024
+#: A line longer than this (or a partial line older than a flush) is stored in pieces.
+LINE_LIMIT = 16 * 1024
+FLUSH_SECONDS = 1.0
+FLUSH_BYTES = 64 * 1024
+TRACEBACK = "Traceback (most recent call last):"
+#: Lines kept in memory for the alert's excerpt.
+RECENT_LINES = 200
+
+
+class LogSink(Protocol):
+    """Where the log goes: the ledger's run-log hooks."""
+
+    def append_log(self, run_id: str, offset: int, chunk: bytes) -> None: ...
+
+    def drop_log(self, run_id: str, start: int, end: int) -> None: ...
+
+
+@dataclass
+class Pipes:
+    """The two pipes a batch's stdout and stderr are redirected into."""
+
+    out_read: int
+    out_write: int
+    err_read: int
+    err_write: int
+
+    @classmethod
+    def open(cls) -> Pipes:
+        """Create both pipes; flush this process's buffers first so a fork does not copy them."""
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        return cls(out_read, out_write, err_read, err_write)
+
+    def redirect_here(self) -> None:
+        """In the batch process: make fds 1 and 2 the pipes (subprocesses inherit them)."""
+        os.dup2(self.out_write, 1)
+        os.dup2(self.err_write, 2)
+        for fd in (self.out_read, self.out_write, self.err_read, self.err_write):
+            os.close(fd)
+        # Line buffering: a line printed just before os._exit is in the pipe, not lost in a buffer.
+        for stream in (sys.stdout, sys.stderr):
+            reconfigure = getattr(stream, "reconfigure", None)
+            if reconfigure is not None:
+                reconfigure(line_buffering=True)
+
+    def keep_read_ends(self) -> dict[str, int]:
+        """In the supervisor: close the write ends (so EOF comes when the batch's side closes)."""
+        os.close(self.out_write)
+        os.close(self.err_write)
+        for fd in (self.out_read, self.err_read):
+            os.set_blocking(fd, False)
+        return {"stdout": self.out_read, "stderr": self.err_read}
+
+
+class OutputCapture:
+    """Reads a batch's streams, formats `<time> <stream> <line>`, and ships batches to the ledger."""
+
+    def __init__(self, run_id: str, sink: LogSink, streams: dict[str, int], bound: LogBound | None = None):
+        self.run_id = run_id
+        self._sink = sink
+        self._open = dict(streams)
+        self._partial: dict[str, bytes] = dict.fromkeys(streams, b"")
+        self._bound = bound or LogBound()
+        self._recent: deque[tuple[str, str]] = deque(maxlen=RECENT_LINES)
+        self._next_flush = time.monotonic() + FLUSH_SECONDS
+        self._stop_at: float | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> OutputCapture:
+        """Capture on a background thread until the streams close or `finish` is called."""
+        self._thread = threading.Thread(target=self._loop, name=f"capture-{self.run_id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def finish(self, timeout: float = 2.0) -> None:
+        """Read what is left (up to `timeout` seconds), store it, and close the pipes."""
+        self._stop_at = time.monotonic() + timeout
+        if self._thread is not None:
+            self._thread.join(timeout + 10)
+        else:
+            self._loop()
+
+    def fds(self) -> list[int]:
+        """The read ends still open (for a caller that selects on many batches in one loop)."""
+        return list(self._open.values())
+
+    def pump(self, timeout: float) -> bool:
+        """Read whatever is ready within `timeout`; flush when due. False once every stream closed."""
+        if not self._open:
+            return False
+        ready, _, _ = select.select(list(self._open.values()), [], [], max(0.0, timeout))
+        for name, fd in list(self._open.items()):
+            if fd in ready:
+                self._read(name, fd)
+        if self._bound.unsent_bytes >= FLUSH_BYTES or time.monotonic() >= self._next_flush:
+            self.flush()
+        return bool(self._open)
+
+    def flush(self) -> None:
+        """Send the lines not yet in the ledger; on an outage keep them for the next try."""
+        self._next_flush = time.monotonic() + FLUSH_SECONDS
+        for name, pending in self._partial.items():
+            if pending:  # a partial line waited a whole flush interval: store what there is
+                self._partial[name] = b""
+                self._add(name, pending, datetime.now(UTC))
+        with contextlib.suppress(LedgerUnavailable):
+            self._bound.send(self.run_id, self._sink)
+
+    def excerpt(self, max_lines: int = 20) -> str:
+        """The last traceback written to stderr, else the last lines of output (for alerts)."""
+        lines = list(self._recent)
+        starts = [i for i, (stream, text) in enumerate(lines) if stream == "stderr" and TRACEBACK in text]
+        if starts:
+            lines = [entry for entry in lines[starts[-1] :] if entry[0] == "stderr"]
+        return "\n".join(text for _, text in lines[-max_lines:])
+
+    def _loop(self) -> None:
+        while True:
+            stop_at = self._stop_at
+            if stop_at is not None and time.monotonic() >= stop_at:
+                break
+            wait = self._next_flush - time.monotonic()
+            if stop_at is not None:
+                wait = min(wait, stop_at - time.monotonic())
+            if not self.pump(max(0.0, min(wait, FLUSH_SECONDS))):
+                break
+        self._close()
+        self.flush()
+
+    def _read(self, name: str, fd: int) -> None:
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._open.pop(name)
+            os.close(fd)
+            data, self._partial[name] = self._partial[name], b""
+            if data:
+                self._add(name, data + b"\n", datetime.now(UTC))
+            return
+        data = self._partial[name] + data
+        end = data.rfind(b"\n") + 1
+        if end == 0 and len(data) < LINE_LIMIT:
+            self._partial[name] = data
+            return
+        if end == 0:
+            end = len(data)
+        self._partial[name] = data[end:]
+        self._add(name, data[:end], datetime.now(UTC))
+
+    def _add(self, stream: str, data: bytes, when: datetime) -> None:
+        # One timestamp per read: the lines of one read arrived together.
+        prefix = f"{when.strftime('%Y-%m-%dT%H:%M:%S.')}{when.microsecond // 1000:03d}Z {stream} "
+        text = redact(data.decode("utf-8", "replace"))
+        lines = text.splitlines()
+        self._recent.extend((stream, line) for line in lines[-RECENT_LINES:])
+        self._bound.add("".join(f"{prefix}{line}\n" for line in lines).encode())
+
+    def _close(self) -> None:
+        for name, fd in list(self._open.items()):
+            self._open.pop(name)
+            data, self._partial[name] = self._partial[name], b""
+            if data:
+                self._add(name, data + b"\n", datetime.now(UTC))
+            with contextlib.suppress(OSError):
+                os.close(fd)
