@@ -230,7 +230,7 @@ def test_it_creates_its_schema_idempotently_even_when_instances_start_together(l
     assert ledger.claim(ask(), T0).outcome == "new"
     # The recorded version is part of the contract; both backends answer SQL through one hook.
     assert isinstance(ledger, SqlLedger)
-    assert ledger._query("SELECT version FROM schema_version") == [(2,)]
+    assert ledger._query("SELECT version FROM schema_version") == [(3,)]
 
 
 def test_it_turns_store_errors_into_ledger_unavailable(ledger_url: str) -> None:

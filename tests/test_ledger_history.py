@@ -42,9 +42,13 @@ def test_it_prunes_finished_runs_older_than_the_cutoff_and_keeps_active_ones(led
     assert ledger.prune(before=T0 + timedelta(days=1)) == 0
 
 
-def test_it_remembers_when_it_began_watching_a_job(ledger: Ledger) -> None:
-    assert ledger.watch_since("daily", T0) == T0
-    assert ledger.watch_since("daily", T0 + HOUR) == T0
+def test_it_remembers_when_it_began_watching_a_job_and_where_it_last_checked(ledger: Ledger) -> None:
+    assert ledger.watch_from(["daily", "monthly"], T0) == {"daily": T0, "monthly": T0}
+    assert ledger.watch_from(["daily"], T0 + HOUR) == {"daily": T0}
+    ledger.mark_checked("daily", T0 + 2 * HOUR)
+    ledger.mark_checked("daily", T0 + HOUR)  # a slower instance's older check does not move it back
+    assert ledger.watch_from(["daily", "monthly"], T0 + 3 * HOUR) == {"daily": T0 + 2 * HOUR, "monthly": T0}
+    assert ledger.watch_from([], T0) == {}
 
 
 def test_it_reports_a_missed_slot_to_exactly_one_of_many_callers(ledger: Ledger) -> None:

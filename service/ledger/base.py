@@ -117,9 +117,18 @@ class Ledger(ABC):
         """Delete finished runs (and watchdog records) older than `before`; how many runs went."""
         return self._delete_finished_before(before)
 
-    def watch_since(self, job: str, now: datetime) -> datetime:
-        """When the missed-run watchdog began watching `job` (now, on the first call)."""
-        return self._watch_since(job, now)
+    def watch_from(self, jobs: Sequence[str], now: datetime) -> dict[str, datetime]:
+        """Per job, the time after which the watchdog has yet to judge its slots, in one read.
+
+        That is where the last check of the job ended, or when the watchdog began watching it
+        (`now`, on the first call): slots due before a new deployment are not its to judge.
+        """
+        return self._select_watch_from(jobs, now) if jobs else {}
+
+    def mark_checked(self, job: str, until: datetime) -> None:
+        """Record that the watchdog judged `job`'s slots up to `until` (never moves back)."""
+        self._update_checked_until(job, until)
+
 
     def mark_missed(self, job: str, slot: datetime, now: datetime) -> bool:
         """Record that a missed slot was reported; True only for the first caller, fleet-wide."""
@@ -153,12 +162,7 @@ class Ledger(ABC):
 
     def last_runs(self, jobs: Sequence[str]) -> dict[str, Run]:
         """The newest run of each named job that has one."""
-        found = {}
-        for job in jobs:
-            latest = self._select_many(job=job, status=None, slot=None, before=None, limit=1)
-            if latest:
-                found[job] = latest[0]
-        return found
+        return self._select_last_runs(jobs) if jobs else {}
 
     @abstractmethod
     def ensure_schema(self) -> None:
@@ -224,7 +228,15 @@ class Ledger(ABC):
     def _delete_finished_before(self, before: datetime) -> int: ...
 
     @abstractmethod
-    def _watch_since(self, job: str, now: datetime) -> datetime: ...
+    def _select_last_runs(self, jobs: Sequence[str]) -> dict[str, Run]:
+        """The newest run of each job, in one statement (GET /v1/jobs lists every job)."""
+
+    @abstractmethod
+    def _select_watch_from(self, jobs: Sequence[str], now: datetime) -> dict[str, datetime]: ...
+
+    @abstractmethod
+    def _update_checked_until(self, job: str, until: datetime) -> None: ...
+
 
     @abstractmethod
     def _insert_missed(self, job: str, slot: datetime, now: datetime) -> bool: ...

@@ -15,9 +15,9 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from service.errors import ConfigError, LedgerUnavailable
-from service.ledger.sql import SqlLedger
+from service.ledger.sql import INDEXES_3, SqlLedger
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Migration N brings the schema from version N - 1 to N; each is idempotent, and all run inside
 # one transaction under the migration lock, so a half-applied migration is never visible.
 _MIGRATIONS = {
@@ -59,6 +59,12 @@ CREATE TABLE IF NOT EXISTS missed_slots (
     alerted_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (job, slot)
 );
+""",
+    # 3: indexes for reads, sweeps and prunes bounded by their answer (sql.INDEXES_3, BENCHMARKS.md);
+    # the watchdog remembers where it last looked.
+    3: INDEXES_3
+    + """
+ALTER TABLE watched_jobs ADD COLUMN IF NOT EXISTS checked_until TIMESTAMPTZ;
 """,
 }
 

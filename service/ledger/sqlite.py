@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from service.errors import LedgerUnavailable
-from service.ledger.sql import SqlLedger
+from service.ledger.sql import INDEXES_3, SqlLedger
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# The schema as of version 2, run on a store below version 2; every statement is idempotent, so it
+# also brings a version-1 file to version 2. Later versions are migrations below.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -50,6 +52,17 @@ CREATE TABLE IF NOT EXISTS missed_slots (
     PRIMARY KEY (job, slot)
 );
 """
+# Migration N brings the schema from version N - 1 to N (N > 2); each runs once, in the same
+# write transaction that reads and records the version, so no process sees half of one.
+# SQLite has no ADD COLUMN IF NOT EXISTS: the version check is what keeps these single-shot.
+_MIGRATIONS = {
+    # 3: indexes for reads, sweeps and prunes bounded by their answer (sql.INDEXES_3, BENCHMARKS.md);
+    # the watchdog remembers where it last looked.
+    3: INDEXES_3
+    + """
+ALTER TABLE watched_jobs ADD COLUMN checked_until TEXT;
+""",
+}
 # Fixed width, so that text order is time order in SQL comparisons.
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -70,10 +83,17 @@ class SqliteLedger(SqlLedger):
         conn = self._connection()
         with self._errors():
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
+            # BEGIN IMMEDIATE holds the write lock: processes starting at once migrate in turn.
             with self._transaction(conn):
-                # Every statement above is idempotent, so the whole script is the migration.
+                conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
                 (current,) = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+                if current < 2:
+                    for statement in _statements(_SCHEMA):
+                        conn.execute(statement)
+                # A newer schema written by a newer release is left alone: migrations only add.
+                for version in range(max(current, 2) + 1, SCHEMA_VERSION + 1):
+                    for statement in _statements(_MIGRATIONS[version]):
+                        conn.execute(statement)
                 if current < SCHEMA_VERSION:
                     conn.execute("DELETE FROM schema_version")
                     conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
@@ -128,3 +148,8 @@ class SqliteLedger(SqlLedger):
             yield
         except sqlite3.Error as exc:
             raise LedgerUnavailable(f"SQLite ledger unavailable: {exc}") from exc
+
+
+def _statements(script: str) -> list[str]:
+    """A script's statements, one by one: executescript would commit the open transaction first."""
+    return [statement.strip() for statement in script.split(";") if statement.strip()]

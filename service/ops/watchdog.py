@@ -47,15 +47,19 @@ class Watchdog:
 
     def check(self, now: datetime) -> list[Missed]:
         """Report (once, fleet-wide) every expected slot that has no successful run after its grace."""
-        reported = []
-        for spec in self.registry:
-            if spec.schedule is None:
-                continue
-            # Slots due before the watchdog first saw the job are not its to judge (a new deployment).
-            since = max(self.ledger.watch_since(spec.name, now), now - LOOKBACK)
-            expected = expected_slots(
-                spec, self._zone(spec), since, now - timedelta(seconds=spec.missed_after)
-            )
+        reported: list[Missed] = []
+        scheduled = [spec for spec in self.registry if spec.schedule is not None]
+        if not scheduled:
+            return reported
+        # Where the fleet's last check of each job ended (or when it was first watched: slots due
+        # before a new deployment are not the watchdog's to judge), for all jobs in one read. Only
+        # slots that came due since are judged, so a sweep costs this read plus a few statements
+        # per newly due slot, whatever the look-back holds.
+        watched = self.ledger.watch_from([spec.name for spec in scheduled], now)
+        for spec in scheduled:
+            after = max(watched[spec.name], now - LOOKBACK)
+            until = now - timedelta(seconds=spec.missed_after)
+            expected = expected_slots(spec, self._zone(spec), after, until)
             if not expected:
                 continue
             ran = self.ledger.succeeded_slots(spec.name, min(expected), max(expected))
@@ -67,6 +71,7 @@ class Watchdog:
                     )
                     self.alerts.missed(spec.name, slot, missed.due_since)
                     reported.append(missed)
+            self.ledger.mark_checked(spec.name, max(expected))
         return reported
 
     def _zone(self, spec: JobSpec) -> ZoneInfo:

@@ -1,0 +1,77 @@
+"""Schema migration on every backend: a ledger written by version 2 (with runs and watchdog records
+in it) opens as version 3 at start, its data intact and its queries on the new indexes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from service.ledger import Status, open_ledger
+from service.ledger.sql import SqlLedger
+from tests.support import bulk
+from tests.support.ledgers import HOUR, T0, at_once
+
+V3_INDEXES = {
+    "runs_job_created",
+    "runs_job_status_created",
+    "runs_status_created",
+    "runs_created_attempt",
+    "runs_slot_created",
+    "runs_lost_finished",
+    "missed_slots_alerted",
+}
+# Indexes of version 2 that a wider one of version 3 covers.
+V2_ONLY = {"runs_job_status", "runs_created", "runs_status_lease", "runs_job_slot_status"}
+
+
+def _version_2(url: str) -> SqlLedger:
+    """A store with the schema exactly as release 2 left it, and some history in it."""
+    ledger = open_ledger(url)
+    assert isinstance(ledger, SqlLedger)
+    if url.startswith("sqlite"):
+        from service.ledger import sqlite
+
+        script = sqlite._SCHEMA
+    else:
+        from service.ledger import postgres
+
+        script = postgres._MIGRATIONS[1] + postgres._MIGRATIONS[2]
+        ledger._query("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for statement in filter(str.strip, script.split(";")):
+        ledger._query(statement)
+    ledger._query("INSERT INTO schema_version (version) VALUES (2)")
+    bulk.fill(ledger, 2_000, jobs=20, years=1, end=T0)
+    since = ledger._encode_time(T0 - 400 * HOUR)
+    ledger._query("INSERT INTO watched_jobs (job, since) VALUES (?, ?)", ("job-001", since))
+    return ledger
+
+
+def _indexes(ledger: SqlLedger, url: str) -> set[str]:
+    if url.startswith("sqlite"):
+        rows = ledger._query("SELECT name FROM sqlite_master WHERE type = 'index'")
+    else:
+        rows = ledger._query("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()")
+    return {row[0] for row in rows}
+
+
+def test_it_migrates_a_version_2_ledger_with_history_to_version_3(ledger_url: str) -> None:
+    old = _version_2(ledger_url)
+    assert V2_ONLY <= _indexes(old, ledger_url)
+    # Instances of the new release start together: each runs the migration's check, one applies it.
+    at_once(4, lambda _: open_ledger(ledger_url).ensure_schema())
+    ledger = open_ledger(ledger_url)
+    ledger.ensure_schema()
+    assert isinstance(ledger, SqlLedger)
+    assert ledger._query("SELECT version FROM schema_version") == [(3,)]
+    indexes = _indexes(ledger, ledger_url)
+    assert V3_INDEXES <= indexes and not V2_ONLY & indexes
+    # The history is all there and answers through the new indexes.
+    assert ledger._query("SELECT count(*) FROM runs") == [(2_000,)]
+    assert len(ledger.runs(job="job-003", limit=1000)) == 100
+    assert len(ledger.runs(status=Status.FAILED, limit=1000)) == 40
+    assert set(ledger.last_runs(bulk.job_names(20))) == set(bulk.job_names(20))
+    # The watchdog keeps when it began watching, and now remembers where it last looked.
+    assert ledger.watch_from(["job-001"], T0) == {"job-001": T0 - 400 * HOUR}
+    ledger.mark_checked("job-001", T0)
+    assert ledger.watch_from(["job-001"], T0 + HOUR) == {"job-001": T0}
+    assert ledger.prune(T0 + timedelta(days=1)) == 2_000
+    assert ledger._query("SELECT count(*) FROM missed_slots") == [(0,)]
