@@ -16,6 +16,7 @@ from service.jobs import JobSpec, Registry
 from service.ledger import ClaimRequest, Ledger, Status, open_ledger
 from service.ops.watchdog import Watchdog, expected_slots
 from service.slots import parse_slot, utcnow
+from tests.support import bulk
 from tests.support.slack import SlackReceiver
 
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -124,3 +125,29 @@ def test_it_expects_the_shipped_jobs_at_local_midnight() -> None:
     window = (parse_slot("2026-11-22T00:00:00Z"), parse_slot("2026-12-01T00:00:00Z"))
     assert expected_slots(daily, TOKYO, *window)[0] == parse_slot("2026-11-22T15:00:00Z")
     assert expected_slots(monthly, TOKYO, *window) == [parse_slot("2026-11-30T15:00:00Z")]
+
+
+def test_it_sends_a_constant_few_statements_per_sweep_over_40_days_of_missed_slots(ledger: Ledger) -> None:
+    """An hourly and a daily job that never run, swept every 15 minutes for 40 days: each sweep
+    sends the same few statements (counted at the ledger's one SQL hook), however many missed
+    slots the look-back holds, and each slot is reported once."""
+    registry = Registry()
+    registry.add(JobSpec("hourly", _noop, schedule="0 * * * *", missed_after=600))
+    registry.add(JobSpec("daily", _noop, schedule="0 0 * * *", missed_after=3600))
+    watchdog = Watchdog(registry, ledger, Alerts(None, TOKYO, "i-1"), TOKYO)
+    start = parse_slot("2026-10-01T00:05:00Z")
+    watchdog.check(start)
+    counts: dict[int, set[int]] = {}
+    reported = 0
+    for step in range(1, 40 * 24 * 4 + 1):
+        with bulk.recorded(ledger) as statements:
+            reported += len(watchdog.check(start + step * timedelta(minutes=15)))
+        counts.setdefault(len(statements), set()).add(step)
+    # One read of where the checks ended (and of the pauses), plus per newly due slot: the succeeded
+    # slots, the record of the report and where the check ended. Nothing grows with the look-back.
+    # Every hourly slot but the last (its grace runs past the end) and every daily one, once.
+    assert reported == (40 * 24 - 1) + 40
+    assert max(counts) <= 2 + 2 * 3, sorted(counts)
+    quiet = min(counts)
+    assert quiet <= 2 and len(counts[quiet]) > 2_000
+    assert set(counts) <= {quiet, quiet + 3, quiet + 6}, sorted(counts)
