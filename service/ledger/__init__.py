@@ -6,9 +6,9 @@ from urllib.parse import urlsplit
 
 from service.errors import ConfigError
 from service.ledger.base import Ledger
-from service.ledger.records import ACTIVE, FAILURES, Claim, ClaimRequest, Run, Status
+from service.ledger.records import ACTIVE, FAILURES, Claim, ClaimRequest, Pause, Run, Status
 
-__all__ = ["ACTIVE", "FAILURES", "Claim", "ClaimRequest", "Ledger", "Run", "Status", "open_ledger"]
+__all__ = ["ACTIVE", "FAILURES", "Claim", "ClaimRequest", "Ledger", "Pause", "Run", "Status", "open_ledger"]
 
 
 def open_ledger(url: str) -> Ledger:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from service.errors import TokenReplayed
-from service.ledger.records import ACTIVE, Claim, ClaimRequest, Run, Status
+from service.ledger.records import ACTIVE, Claim, ClaimRequest, Pause, Run, Status
 from service.slots import format_slot
 
 
@@ -42,23 +42,31 @@ class Ledger(ABC):
                 return Claim(latest, "duplicate")
             if request.recovering is not None and (latest is None or latest.attempt != request.recovering):
                 return Claim(latest or _missing(request), "duplicate")
+            # A paused job's firing is answered and kept in history, but starts nothing; the
+            # recovery of a run that began before the pause goes on.
+            pause = self.pause_of(request.job, now) if request.recovering is None else None
             blocker = None
-            if request.overlap != "allow":
+            if pause is None and request.overlap != "allow":
                 blocker = self._active_run_of_other_slot(request.job, request.slot, request.target)
             if blocker is not None and request.overlap == "defer":
                 return Claim(blocker, "deferred")
+            skipped = None
+            if pause is not None:
+                skipped = pause.note()
+            elif blocker is not None:
+                skipped = f"overlap: slot {format_slot(blocker.slot)} is {blocker.status}"
             run = Run(
                 id=uuid.uuid4().hex,
                 job=request.job,
                 slot=request.slot,
                 attempt=latest.attempt + 1 if latest else 1,
-                status=Status.SKIPPED if blocker else Status.ACCEPTED,
+                status=Status.SKIPPED if skipped else Status.ACCEPTED,
                 trigger=request.trigger,
                 created_at=now,
                 event_id=request.event_id,
                 instance=request.instance,
-                finished_at=now if blocker else None,
-                error=f"overlap: slot {format_slot(blocker.slot)} is {blocker.status}" if blocker else None,
+                finished_at=now if skipped else None,
+                error=skipped,
                 params=request.params,
                 target=request.target,
             )
@@ -68,7 +76,7 @@ class Ledger(ABC):
                 existing = self._latest_attempt(request.job, request.slot, request.target)
                 assert existing is not None
                 return Claim(existing, "duplicate")
-        return Claim(run, "overlap" if blocker else "new")
+        return Claim(run, "paused" if pause else "overlap" if blocker else "new")
 
     def consume_token(self, jti: str, expires_at: datetime, now: datetime) -> None:
         """Record a token id as used; a second use raises TokenReplayed."""
@@ -137,6 +145,30 @@ class Ledger(ABC):
     def succeeded_slots(self, job: str, start: datetime, end: datetime) -> set[datetime]:
         """Slots in [start, end] of `job` that have a succeeded run."""
         return self._select_succeeded_slots(job, start, end)
+
+    def pause(self, job: str, by: str, reason: str, until: datetime | None, now: datetime) -> Pause:
+        """Pause `job` fleet-wide (again: the newer who, why and until replace the older)."""
+        pause = Pause(job, now, by, reason, until)
+        self._upsert_pause(pause)
+        return pause
+
+    def resume(self, job: str, now: datetime) -> Pause | None:
+        """Lift the job's pause; the pause that held, or None when the job was not paused."""
+        lifted = self._delete_pause(job)
+        return lifted if lifted is not None and lifted.active(now) else None
+
+    def pause_of(self, job: str, now: datetime) -> Pause | None:
+        """The pause that holds for `job` now, if any."""
+        found = self._select_pauses(job)
+        return found[0] if found and found[0].active(now) else None
+
+    def pauses(self, now: datetime) -> dict[str, Pause]:
+        """Every pause that holds now, by job."""
+        return {p.job: p for p in self._select_pauses(None) if p.active(now)}
+
+    def expire_pauses(self, now: datetime) -> list[Pause]:
+        """Remove the pauses whose `until` has come; each is returned to exactly one caller."""
+        return self._delete_expired_pauses(now)
 
     def get(self, run_id: str) -> Run | None:
         """One run by id."""
@@ -246,6 +278,18 @@ class Ledger(ABC):
 
     @abstractmethod
     def _select_created_between(self, start: datetime, end: datetime) -> list[Run]: ...
+
+    @abstractmethod
+    def _upsert_pause(self, pause: Pause) -> None: ...
+
+    @abstractmethod
+    def _delete_pause(self, job: str) -> Pause | None: ...
+
+    @abstractmethod
+    def _select_pauses(self, job: str | None) -> list[Pause]: ...
+
+    @abstractmethod
+    def _delete_expired_pauses(self, now: datetime) -> list[Pause]: ...
 
 
 def _missing(request: ClaimRequest) -> Run:

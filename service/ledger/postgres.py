@@ -65,6 +65,14 @@ CREATE TABLE IF NOT EXISTS missed_slots (
     3: INDEXES_3
     + """
 ALTER TABLE watched_jobs ADD COLUMN IF NOT EXISTS checked_until TIMESTAMPTZ;
+-- Jobs paused fleet-wide: who (the token's iss), why, since when, until when (NULL: until resumed).
+CREATE TABLE IF NOT EXISTS job_pauses (
+    job TEXT PRIMARY KEY,
+    paused_at TIMESTAMPTZ NOT NULL,
+    paused_by TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    until TIMESTAMPTZ
+);
 """,
 }
 

@@ -104,7 +104,37 @@ class Claim:
     """The ledger's answer to a claim: a new run, the slot's existing run, or a skipped one."""
 
     run: Run
-    outcome: Literal["new", "duplicate", "overlap", "deferred"]
+    outcome: Literal["new", "duplicate", "overlap", "deferred", "paused"]
+
+
+@dataclass(frozen=True)
+class Pause:
+    """A job paused fleet-wide: its firings are recorded `skipped` until it is resumed."""
+
+    job: str
+    paused_at: datetime
+    paused_by: str
+    reason: str
+    until: datetime | None = None
+
+    def active(self, now: datetime) -> bool:
+        """True while the pause holds (an `until` in the past has resumed the job by itself)."""
+        return self.until is None or self.until > now
+
+    def note(self) -> str:
+        """One line for a skipped run's `error` and for Slack."""
+        until = f" until {format_slot(self.until)}" if self.until else ""
+        return f"paused by {self.paused_by}{until}: {self.reason or 'no reason given'}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The pause as the HTTP API shows it."""
+        return {
+            "job": self.job,
+            "paused_at": format_slot(self.paused_at),
+            "paused_by": self.paused_by,
+            "reason": self.reason,
+            "until": _time(self.until),
+        }
 
 
 def _time(value: datetime | None) -> str | None:

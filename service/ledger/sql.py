@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from service.ledger.base import Ledger
-from service.ledger.records import Run, Status
+from service.ledger.records import Pause, Run, Status
 
 COLUMNS = (
     "id",
@@ -35,6 +35,7 @@ _TIMES = frozenset({"slot", "created_at", "started_at", "heartbeat_at", "finishe
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM runs"
 _RETURNING = f" RETURNING {', '.join(COLUMNS)}"
 _ACTIVE_SQL = "('accepted', 'running')"
+_PAUSE = "job, paused_at, paused_by, reason, until"
 # Schema version 3's indexes, the same on every backend: each list, sweep and prune below is an
 # index search bounded by its answer (tests/test_ledger_plans.py asserts the plans). Indexes that
 # a wider one now covers go.
@@ -281,3 +282,35 @@ class SqlLedger(Ledger):
             (self._encode_time(start), self._encode_time(end)),
         )
         return [self._run(row) for row in rows]
+
+    def _upsert_pause(self, pause: Pause) -> None:
+        until = None if pause.until is None else self._encode_time(pause.until)
+        self._query(
+            f"INSERT INTO job_pauses ({_PAUSE}) VALUES (?, ?, ?, ?, ?) ON CONFLICT (job) DO UPDATE SET"
+            " paused_at = excluded.paused_at, paused_by = excluded.paused_by,"
+            " reason = excluded.reason, until = excluded.until",
+            (pause.job, self._encode_time(pause.paused_at), pause.paused_by, pause.reason, until),
+        )
+
+    def _delete_pause(self, job: str) -> Pause | None:
+        rows = self._query(f"DELETE FROM job_pauses WHERE job = ? RETURNING {_PAUSE}", (job,))
+        return self._pause(rows[0]) if rows else None
+
+    def _select_pauses(self, job: str | None) -> list[Pause]:
+        if job is None:
+            rows = self._query(f"SELECT {_PAUSE} FROM job_pauses ORDER BY job")
+        else:
+            rows = self._query(f"SELECT {_PAUSE} FROM job_pauses WHERE job = ?", (job,))
+        return [self._pause(row) for row in rows]
+
+    def _delete_expired_pauses(self, now: datetime) -> list[Pause]:
+        rows = self._query(
+            f"DELETE FROM job_pauses WHERE until IS NOT NULL AND until <= ? RETURNING {_PAUSE}",
+            (self._encode_time(now),),
+        )
+        return [self._pause(row) for row in rows]
+
+    def _pause(self, row: Sequence[Any]) -> Pause:
+        job, paused_at, paused_by, reason, until = row
+        until = None if until is None else self._decode_time(until)
+        return Pause(job, self._decode_time(paused_at), paused_by, reason, until)

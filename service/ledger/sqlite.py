@@ -61,6 +61,14 @@ _MIGRATIONS = {
     3: INDEXES_3
     + """
 ALTER TABLE watched_jobs ADD COLUMN checked_until TEXT;
+-- Jobs paused fleet-wide: who (the token's iss), why, since when, until when (NULL: until resumed).
+CREATE TABLE IF NOT EXISTS job_pauses (
+    job TEXT PRIMARY KEY,
+    paused_at TEXT NOT NULL,
+    paused_by TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    until TEXT
+);
 """,
 }
 # Fixed width, so that text order is time order in SQL comparisons.

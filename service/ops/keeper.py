@@ -8,6 +8,7 @@ abandoned, and one claims its next attempt.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -20,7 +21,7 @@ from service.alerts import Alerts
 from service.config import Settings
 from service.errors import ServiceError, UnknownJob
 from service.jobs import Registry, load_jobs
-from service.ledger import ClaimRequest, Ledger, Run, open_ledger
+from service.ledger import FAILURES, ClaimRequest, Ledger, Run, Status, open_ledger
 from service.ops.metrics import metrics
 from service.ops.watchdog import Missed, Watchdog
 from service.runs.runner import Runner
@@ -30,6 +31,8 @@ log = logging.getLogger("batch_trigger.keeper")
 #: How far back the keeper looks for lost runs to recover.
 RECOVERY_WINDOW = timedelta(days=2)
 PRUNE_EVERY = timedelta(hours=1)
+#: How often the runs this instance finished are counted into /metrics (well inside a scrape interval).
+COUNT_EVERY = 5.0
 
 
 @dataclass
@@ -64,6 +67,7 @@ class Keeper:
         for run in result.abandoned:
             log.warning("run abandoned: %s", run.error, extra={"run_id": run.id, "job": run.job})
             metrics().lost_runs.labels(run.job, run.status.value).inc()
+            metrics().run_ended(run)
             self.alerts.run_ended(run)
         for lost in self.ledger.recoverable(since=now - RECOVERY_WINDOW):
             recovered = self._recover(lost, now)
@@ -89,6 +93,16 @@ class Keeper:
             metrics().run_finished(run)
             if run.finished_at is not None:
                 self._counted_until = max(self._counted_until, run.finished_at)
+
+    def seed_metrics(self) -> None:
+        """Every job's series at zero, then its last success and failure as the ledger knows them
+        fleet-wide, so a restarted instance does not report a job as never having succeeded."""
+        counters = metrics()
+        counters.prime(self.registry, self.settings.timezone)
+        for job in self.registry.names():
+            for status in (Status.SUCCEEDED, *FAILURES):
+                for run in self.ledger.runs(job=job, status=status, limit=1):
+                    counters.run_ended(run)
 
     def _recover(self, lost: Run, now: datetime) -> Run | None:
         try:
@@ -128,12 +142,14 @@ def run_forever(settings: Settings, should_stop: Callable[[], bool]) -> None:
     ledger = open_ledger(settings.ledger_url)
     keeper = Keeper(settings, registry, ledger, _alerts(settings))
     schema_ready = False
+    metrics().prime(registry, settings.timezone)
     while not should_stop():
         try:
             # The keeper starts before any worker: it may be the first to open a fresh database.
             if not schema_ready:
                 ledger.ensure_schema()
                 schema_ready = True
+                keeper.seed_metrics()
             keeper.sweep(utcnow())
         except ServiceError as exc:
             metrics().ledger_errors.labels("keeper").inc()
@@ -141,7 +157,12 @@ def run_forever(settings: Settings, should_stop: Callable[[], bool]) -> None:
         except Exception:
             log.exception("sweep failed")
         # Jitter keeps the instances' sweeps from arriving at the database in step.
-        _sleep_unless(should_stop, settings.heartbeat_seconds * random.uniform(0.8, 1.2))  # noqa: S311
+        end = time.monotonic() + settings.heartbeat_seconds * random.uniform(0.8, 1.2)  # noqa: S311
+        while not should_stop() and time.monotonic() < end:
+            _sleep_unless(should_stop, min(COUNT_EVERY, end - time.monotonic()))
+            # Runs counted every few seconds, not once a sweep: a scrape sees a run's end in time.
+            with contextlib.suppress(ServiceError):
+                keeper._count_finished_runs()
 
 
 def start_beside_arbiter(settings: Settings, is_draining: Callable[[int], bool]) -> int:
