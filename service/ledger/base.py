@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from service.errors import TokenReplayed
-from service.ledger.records import ACTIVE, Claim, ClaimRequest, Pause, Run, Status
+from service.ledger.records import ACTIVE, Claim, ClaimRequest, LogPage, Pause, Run, Status
 from service.slots import format_slot
 
 
@@ -124,6 +124,24 @@ class Ledger(ABC):
     def prune(self, before: datetime) -> int:
         """Delete finished runs (and watchdog records) older than `before`; how many runs went."""
         return self._delete_finished_before(before)
+
+    def append_log(self, run_id: str, offset: int, chunk: bytes) -> None:
+        """Store a chunk of a run's log (whole lines) at its byte offset in the run's output."""
+        self._insert_log_chunk(run_id, offset, chunk)
+
+    def drop_log(self, run_id: str, start: int, end: int) -> None:
+        """Delete the run's log chunks that begin in [start, end) (the tail rolled past them)."""
+        self._delete_log_chunks(run_id, start, end)
+
+    def read_log(self, run_id: str, offset: int = 0) -> LogPage:
+        """The run's log from `offset`; a gap left by the bound reads as one "omitted" line."""
+        text, cursor = bytearray(), offset
+        for position, chunk in self._select_log_chunks(run_id, offset):
+            if position > cursor:
+                text += f"… {position - cursor} bytes omitted …\n".encode()
+            text += chunk[max(0, cursor - position) :]
+            cursor = position + len(chunk)
+        return LogPage(bytes(text), cursor)
 
     def watch_from(self, jobs: Sequence[str], now: datetime) -> dict[str, datetime]:
         """Per job, the time after which the watchdog has yet to judge its slots, in one read.
@@ -258,6 +276,17 @@ class Ledger(ABC):
 
     @abstractmethod
     def _delete_finished_before(self, before: datetime) -> int: ...
+
+    @abstractmethod
+    def _insert_log_chunk(self, run_id: str, offset: int, chunk: bytes) -> None:
+        """Insert one chunk; a chunk already stored at that offset stays (a retried send)."""
+
+    @abstractmethod
+    def _delete_log_chunks(self, run_id: str, start: int, end: int) -> None: ...
+
+    @abstractmethod
+    def _select_log_chunks(self, run_id: str, offset: int) -> list[tuple[int, bytes]]:
+        """(offset, chunk) of the chunks that end after `offset`, in order."""
 
     @abstractmethod
     def _select_last_runs(self, jobs: Sequence[str]) -> dict[str, Run]:

@@ -73,6 +73,12 @@ CREATE TABLE IF NOT EXISTS job_pauses (
     reason TEXT NOT NULL DEFAULT '',
     until TIMESTAMPTZ
 );
+CREATE TABLE IF NOT EXISTS run_logs (
+    run_id TEXT NOT NULL,
+    pos BIGINT NOT NULL,
+    chunk BYTEA NOT NULL,
+    PRIMARY KEY (run_id, pos)
+);
 """,
 }
 

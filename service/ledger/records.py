@@ -137,5 +137,13 @@ class Pause:
         }
 
 
+@dataclass(frozen=True)
+class LogPage:
+    """A piece of a run's log: the text from the asked offset, and where the next read continues."""
+
+    text: bytes
+    next_offset: int
+
+
 def _time(value: datetime | None) -> str | None:
     return None if value is None else format_slot(value)

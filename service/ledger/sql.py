@@ -215,8 +215,30 @@ class SqlLedger(Ledger):
         )
         return [self._run(row) for row in rows]
 
+    def _insert_log_chunk(self, run_id: str, offset: int, chunk: bytes) -> None:
+        self._query(
+            "INSERT INTO run_logs (run_id, pos, chunk) VALUES (?, ?, ?) ON CONFLICT (run_id, pos) DO NOTHING",
+            (run_id, offset, chunk),
+        )
+
+    def _delete_log_chunks(self, run_id: str, start: int, end: int) -> None:
+        self._query("DELETE FROM run_logs WHERE run_id = ? AND pos >= ? AND pos < ?", (run_id, start, end))
+
+    def _select_log_chunks(self, run_id: str, offset: int) -> list[tuple[int, bytes]]:
+        rows = self._query(
+            "SELECT pos, chunk FROM run_logs WHERE run_id = ? AND pos + length(chunk) > ? ORDER BY pos",
+            (run_id, offset),
+        )
+        return [(int(pos), bytes(chunk)) for pos, chunk in rows]
+
     def _delete_finished_before(self, before: datetime) -> int:
         cutoff = self._encode_time(before)
+        # A run's log goes with the run.
+        self._query(
+            "DELETE FROM run_logs WHERE run_id IN"
+            f" (SELECT id FROM runs WHERE finished_at < ? AND status NOT IN {_ACTIVE_SQL})",
+            (cutoff,),
+        )
         self._query("DELETE FROM missed_slots WHERE alerted_at < ?", (cutoff,))
         rows = self._query(
             f"DELETE FROM runs WHERE finished_at < ? AND status NOT IN {_ACTIVE_SQL} RETURNING id", (cutoff,)

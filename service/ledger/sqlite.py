@@ -69,6 +69,12 @@ CREATE TABLE IF NOT EXISTS job_pauses (
     reason TEXT NOT NULL DEFAULT '',
     until TEXT
 );
+CREATE TABLE IF NOT EXISTS run_logs (
+    run_id TEXT NOT NULL,
+    pos INTEGER NOT NULL,
+    chunk BLOB NOT NULL,
+    PRIMARY KEY (run_id, pos)
+);
 """,
 }
 # Fixed width, so that text order is time order in SQL comparisons.

@@ -7,8 +7,13 @@ import os
 import select
 import signal
 import stat
+import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service.runs.capture import Pipes
 
 # Signals a gunicorn worker (or a host app) may have taken over; a supervisor starts clean.
 _RESET_SIGNALS = (
@@ -70,6 +75,13 @@ def leave_web_worker() -> None:
             continue
 
 
+def _flush_standard_streams() -> None:
+    """What the batch printed reaches its pipe before os._exit skips the interpreter's flush."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
 class BatchProcess:
     """A batch body running in its own process group, at lower CPU priority."""
 
@@ -80,8 +92,11 @@ class BatchProcess:
         self.status: int | None = None
 
     @classmethod
-    def start(cls, body: Callable[[int], int], nice: int) -> BatchProcess:
-        """Fork and run `body(error_fd)` in the child; its return value is the exit code."""
+    def start(cls, body: Callable[[int], int], nice: int, output: Pipes | None = None) -> BatchProcess:
+        """Fork and run `body(error_fd)` in the child; its return value is the exit code.
+
+        With `output`, the child's fds 1 and 2 are those pipes' write ends (the run's log).
+        """
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -89,10 +104,13 @@ class BatchProcess:
             try:
                 os.close(read_fd)
                 os.setpgid(0, 0)
+                if output is not None:
+                    output.redirect_here()
                 if nice:
                     os.nice(nice)
                 code = body(write_fd)
             finally:
+                _flush_standard_streams()
                 os._exit(code)
         os.close(write_fd)
         # Set the group from both sides so that a kill right after fork cannot miss it.

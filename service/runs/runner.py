@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import time
+import traceback
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -15,7 +16,9 @@ from service.config import Settings
 from service.errors import LedgerUnavailable
 from service.jobs import JobContext, JobSpec, Registry
 from service.ledger import FAILURES, Ledger, Run, Status, open_ledger
+from service.logs import RunLogger, configure_batch_logging
 from service.runs import localruns
+from service.runs.capture import OutputCapture, Pipes
 from service.runs.isolation import BatchProcess, detach, leave_web_worker
 from service.slots import format_slot, logical_date, utcnow
 
@@ -60,9 +63,12 @@ class Runner:
         with localruns.registered(settings.run_dir, settings.instance_id, run.id):
             # From here a SIGTERM (the drain, past its grace) interrupts the watch below.
             signal.signal(signal.SIGTERM, _interrupt)
+            pipes = Pipes.open()
             batch = BatchProcess.start(
-                lambda error_fd: self._body(spec, started, error_fd), settings.batch_nice
+                lambda error_fd: self._body(spec, started, error_fd), settings.batch_nice, pipes
             )
+            # The run's log: what the batch (and any process it starts) writes to fds 1 and 2.
+            output = OutputCapture(run.id, ledger, pipes.keep_read_ends()).start()
             try:
                 outcome = self._watch(batch, spec, started, ledger, lease)
             except _Interrupted:
@@ -71,9 +77,10 @@ class Runner:
                 outcome = Outcome(Status.INTERRUPTED, "the instance shut down before the batch finished")
             finally:
                 batch.reap_group()
+                output.finish()  # before the outcome: a reader that sees the run end has its whole log
                 batch.close()
             if outcome is not None:
-                self._record(ledger, started, outcome)
+                self._record(ledger, started, outcome, output.excerpt())
 
     def _watch(
         self, batch: BatchProcess, spec: JobSpec, run: Run, ledger: Ledger, lease: timedelta
@@ -102,7 +109,7 @@ class Runner:
                     batch.stop(self.settings.kill_grace_seconds)
                     return None
 
-    def _record(self, ledger: Ledger, run: Run, outcome: Outcome) -> None:
+    def _record(self, ledger: Ledger, run: Run, outcome: Outcome, excerpt: str = "") -> None:
         for delay in (0.5, 1, 2, 4, 8):
             try:
                 ended = ledger.finish(run.id, outcome.status, utcnow(), outcome.error)
@@ -117,12 +124,28 @@ class Runner:
             return
         log.info("batch ended %s", ended.status, extra=_fields(ended))
         if ended.status in FAILURES:
-            self.alerts.run_ended(ended)
+            self.alerts.run_ended(ended, excerpt)
+        elif ended.status == Status.SUCCEEDED:
+            self._notify_success(ledger, ended)
+
+    def _notify_success(self, ledger: Ledger, run: Run) -> None:
+        """One "recovered" notice after failures; a success notice for jobs with notify="all"."""
+        try:
+            notify = self.registry.get(run.job).notify
+            recovered = _previous_failed(ledger, run)
+        except (LedgerUnavailable, LookupError) as exc:
+            log.warning("cannot tell whether the job recovered: %s", exc, extra=_fields(run))
+            return
+        if recovered is not None:
+            self.alerts.recovered(run, recovered)
+        elif notify == "all":
+            self.alerts.succeeded(run)
 
     def _body(self, spec: JobSpec, run: Run, error_fd: int) -> int:
         """Runs in the batch process: call the job and report an exception in one line."""
         settings = self.settings
-        logger = logging.LoggerAdapter(logging.getLogger(f"batch_trigger.job.{spec.name}"), _fields(run))
+        configure_batch_logging(settings.log_level)
+        logger = RunLogger(logging.getLogger(f"batch_trigger.job.{spec.name}"), _fields(run))
         ctx = JobContext(
             run_id=run.id,
             job=run.job,
@@ -144,6 +167,8 @@ class Runner:
             os.write(error_fd, f"SystemExit: {exc.code}".encode()[:2000])
             return 1
         except BaseException as exc:
+            # The whole traceback goes to the run's log; the run's `error` keeps the one-line summary.
+            traceback.print_exc()
             os.write(error_fd, f"{type(exc).__name__}: {exc}".encode()[:2000])
             return 1
         return 0
@@ -165,6 +190,17 @@ def _exit_outcome(code: int, error: str) -> Outcome:
     if code < 0:
         return Outcome(Status.FAILED, f"batch process killed by {signal.Signals(-code).name}")
     return Outcome(Status.FAILED, f"batch process exited with status {code}")
+
+
+def _previous_failed(ledger: Ledger, run: Run) -> Run | None:
+    """The job's previous finished run (same target), when it ended in a failure."""
+    for earlier in ledger.runs(job=run.job, limit=20):
+        if earlier.id == run.id or earlier.target != run.target or earlier.finished_at is None:
+            continue
+        if earlier.status == Status.SKIPPED or (run.finished_at and earlier.finished_at > run.finished_at):
+            continue
+        return earlier if earlier.status in FAILURES else None
+    return None
 
 
 def _fields(run: Run) -> dict[str, str]:

@@ -6,13 +6,14 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 
 from service.errors import BodyTooLarge, JobMismatch, LedgerUnavailable, Malformed, RunNotFound, ServiceError
 from service.ledger import ClaimRequest, Run, Status
 from service.ops.metrics import metrics, render
 from service.runs import localruns
 from service.slots import format_slot, parse_slot, utcnow
+from service.web.access import reads
 
 if TYPE_CHECKING:  # the extension registers this blueprint; only its type is needed here
     from service.web.extension import BatchTrigger
@@ -89,6 +90,25 @@ def get_run(run_id: str) -> Response:
     if run is None:
         raise RunNotFound(f"no run has id {run_id[:64]!r}")
     return jsonify(run.to_json())
+
+
+@blueprint.get("/v1/runs/<run_id>/log")
+@reads("run")
+def get_run_log(run_id: str) -> Response:
+    """The run's captured output from `?offset=`, as text; headers say where to continue and if it ended."""
+    # The run was read before its log: once it is seen ended, the log read after it is whole.
+    run: Run = g.run
+    offset = request.args.get("offset", "0")
+    if not offset.isdigit() or len(offset) > 15:
+        raise Malformed("offset must be a whole number of bytes (the X-Log-Offset of the previous read)")
+    page = _state().ledger.read_log(run.id, int(offset))
+    headers = {
+        "X-Log-Offset": str(page.next_offset),
+        "X-Run-Status": run.status.value,
+        "X-Run-Ended": "false" if run.active else "true",
+        "Cache-Control": "no-store",
+    }
+    return Response(page.text, content_type="text/plain; charset=utf-8", headers=headers)
 
 
 @blueprint.get("/v1/runs")

@@ -1,0 +1,173 @@
+"""Each run's output, captured by its supervisor under real gunicorn: traceback, prints, logs,
+subprocesses, floods, following, a killed instance, both ledgers, and who may read it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.cli import client
+from service.ledger import open_ledger
+from service.runs.logbound import LOG_LIMIT
+from service.web.auth import mint_token
+from tests.support.live import REPO, LiveService
+from tests.support.slack import SlackReceiver
+
+MODULES = "tests.jobs,tests.log_jobs"
+LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (stdout|stderr) ")
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory, slack: SlackReceiver) -> Iterator[LiveService]:
+    """An instance with the log test jobs, on SQLite."""
+    with LiveService(tmp_path_factory.mktemp("capture"), slack.url, workers=2, BATCH_MODULES=MODULES) as svc:
+        yield svc
+
+
+def _run(service: LiveService, job: str, **params: Any) -> str:
+    answer = service.post(job, service.mint(job, params=params or None))
+    assert answer.status == 202, answer.body
+    return str(answer.body["id"])
+
+
+def _log(service: LiveService, run_id: str) -> client.LogPage:
+    return client.read_log(service.url, run_id, service.read_token())
+
+
+def _alert_for(slack: SlackReceiver, run_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        for message in slack.wait_for(1, timeout=1):
+            if run_id in json.dumps(message):
+                return message
+    raise AssertionError(f"no Slack alert mentions run {run_id}")
+
+
+def _chatty_log_is_whole(service: LiveService) -> None:
+    run_id = _run(service, "chatty-exit")
+    run = service.wait_final(run_id)
+    assert run["status"] == "failed" and run["error"] == "batch process exited with status 3"
+    page = _log(service, run_id)
+    assert page.ended and page.next_offset == len(page.text.encode())
+    lines = page.text.splitlines()
+    assert all(LINE.match(line) for line in lines), lines
+    expected = [
+        "stdout printed to stdout",
+        "stderr INFO batch_trigger.job.chatty-exit: logged through ctx.logger"
+        ' {"customer": "c-42", "rows": 3}',
+        "stderr INFO tests.log_jobs: logged by a module logger",
+        "stderr subprocess wrote to stderr",
+        "stdout token [token] leaked",
+        "stderr last words before os._exit",
+    ]
+    assert [line.split(" ", 1)[1] for line in lines] == expected
+    assert "eyJ" not in page.text
+
+
+def test_it_keeps_the_whole_traceback_in_the_log_and_its_end_in_the_alert(
+    live: LiveService, slack: SlackReceiver
+) -> None:
+    run_id = _run(live, "traceback")
+    run = live.wait_final(run_id)
+    assert run["status"] == "failed"
+    assert run["error"] == "ValueError: invalid literal for int() with base 10: '<none> & co'"
+    page = _log(live, run_id)
+    assert page.ended
+    text = page.text
+    assert 'INFO batch_trigger.job.traceback: loading rows {"rows": 2}' in text
+    frames = ["Traceback (most recent call last):", "in traceback_job", "in _load", "in _parse", run["error"]]
+    positions = [text.find(frame) for frame in frames]
+    assert -1 not in positions and positions == sorted(positions), positions
+    message = _alert_for(slack, run_id)
+    header = message["blocks"][0]["text"]
+    assert header["type"] == "plain_text" and "`" not in header["text"] and "traceback" in header["text"]
+    sections = [b["text"]["text"] for b in message["blocks"] if b["type"] == "section" and "text" in b]
+    assert all(len(section) <= 3000 for section in sections)
+    excerpt = next(section for section in sections if section.startswith("*Last lines of the log*"))
+    assert "```" in excerpt and "in _parse" in excerpt
+    assert "&lt;none&gt; &amp; co" in excerpt and "<none>" not in excerpt
+    context = json.dumps(message["blocks"][-1])
+    assert f"batch-trigger logs {run_id}" in context and "--force" in context
+    assert f"batch-trigger logs {run_id}" in message["text"]
+
+
+def test_it_captures_prints_logs_and_a_subprocess_before_os_exit(live: LiveService) -> None:
+    _chatty_log_is_whole(live)
+
+
+def test_it_stores_a_20_mb_output_within_the_bound_with_the_marker(live: LiveService) -> None:
+    run_id = _run(live, "flood", megabytes=20)
+    assert live.wait_final(run_id, timeout=90)["status"] == "succeeded"
+    page = _log(live, run_id)
+    head, _, rest = page.text.partition("… ")
+    omitted, _, tail = rest.partition(" bytes omitted …\n")
+    assert head.splitlines()[0].endswith("stdout line 000000000 " + "x" * 84)
+    assert tail.splitlines()[-1].endswith("stdout the end of the flood")
+    assert len(head.encode()) + int(omitted) + len(tail.encode()) == page.next_offset > 20_000_000
+    with sqlite3.connect(live.ledger_path) as db:
+        stored_sql = "SELECT sum(length(chunk)) FROM run_logs WHERE run_id = ?"
+        (stored,) = db.execute(stored_sql, (run_id,)).fetchone()
+    assert LOG_LIMIT // 2 < stored <= LOG_LIMIT
+
+
+def test_it_follows_a_running_batch_until_it_ends(live: LiveService) -> None:
+    run_id = _run(live, "ticker", seconds=3)
+    env = os.environ | {"BATCH_TRIGGER_URL": live.url, "TRIGGER_SECRET": live.secret, "PYTHONPATH": str(REPO)}
+    follower = subprocess.Popen(
+        [str(Path(sys.executable).parent / "batch-trigger"), "logs", run_id, "--follow"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert follower.stdout is not None
+    first = follower.stdout.readline()
+    assert first.endswith("stdout tick 0\n")
+    # The first line came while the batch still ran: the follower reads a running batch.
+    assert live.get(f"/v1/runs/{run_id}").body["status"] == "running"
+    rest = follower.stdout.read()
+    assert follower.wait(timeout=30) == 0
+    assert rest.splitlines()[-1].endswith("stdout ticker done")
+    assert live.get(f"/v1/runs/{run_id}").body["status"] == "succeeded"
+
+
+def test_it_refuses_the_log_to_a_token_of_another_job(live: LiveService) -> None:
+    run_id = _run(live, "traceback")
+    live.wait_final(run_id)
+    path = f"/v1/runs/{run_id}/log"
+    refused = live.get(path, mint_token(live.settings, "count"))
+    assert refused.status == 403 and refused.body["error"] == "job_mismatch"
+    assert client.read_log(live.url, run_id, mint_token(live.settings, "traceback")).ended
+    assert live.get(f"{path}?offset=-1").status == 400
+    assert live.get("/v1/runs/0123456789abcdef0123456789abcdef/log").status == 404
+
+
+def test_it_keeps_what_was_sent_when_the_instance_is_killed(tmp_path: Path) -> None:
+    with LiveService(tmp_path, workers=1, BATCH_MODULES=MODULES) as svc:
+        run_id = _run(svc, "ticker", seconds=60)
+        deadline = time.monotonic() + 20
+        while "tick 5" not in _log(svc, run_id).text:
+            assert time.monotonic() < deadline, "the ticker's lines never reached the ledger"
+            time.sleep(0.2)
+        svc.kill()
+    ledger = open_ledger(f"sqlite:///{svc.ledger_path}")
+    text = ledger.read_log(run_id).text.decode()
+    ticks = [line.rsplit(" ", 1)[1] for line in text.splitlines()]
+    assert ticks[:6] == ["0", "1", "2", "3", "4", "5"] and "ticker done" not in text
+
+
+def test_it_captures_on_postgresql_too(tmp_path: Path, postgres_url: str) -> None:
+    with LiveService(tmp_path, workers=1, BATCH_MODULES=MODULES, LEDGER_URL=postgres_url) as svc:
+        _chatty_log_is_whole(svc)
+        run_id = _run(svc, "flood", megabytes=3)
+        assert svc.wait_final(run_id, timeout=60)["status"] == "succeeded"
+        assert "bytes omitted" in _log(svc, run_id).text
