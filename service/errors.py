@@ -61,6 +61,12 @@ class BodyTooLarge(ServiceError):
     status, code = 413, "too_large"
 
 
+class CorruptRecord(ServiceError):
+    """A stored run that cannot be read back (written by hand or by an older release)."""
+
+    status, code = 500, "corrupt_record"
+
+
 class Draining(ServiceError):
     status, code, retry_after = 503, "draining", 1
 

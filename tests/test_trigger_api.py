@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import time
 import uuid
+from datetime import timedelta
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from service.ledger import open_ledger
+from service.slots import utcnow
 from tests.support.live import LiveService, dumps, format_slot, unique_slot
 
 
@@ -180,6 +183,26 @@ def test_it_answers_401_token_replayed_for_a_second_use(service: LiveService) ->
     assert service.post("count", token).status == 202
     answer = service.post("count", token)
     assert (answer.status, _error(answer)) == (401, "token_replayed")
+
+
+def test_it_refuses_a_used_force_token_replayed_after_its_exp_inside_the_leeway(service: LiveService) -> None:
+    slot = unique_slot()
+    service.wait_final(service.post("count", service.mint("count", slot)).body["id"])
+    now = int(time.time())
+    token = _signed(service, _claims(service, slot=format_slot(slot), force=True, iat=now, exp=now + 2))
+    forced = service.post("count", token)
+    assert forced.status == 202 and forced.body["attempt"] == 2
+    service.wait_final(forced.body["id"])
+    while time.time() < now + 3:  # until the token's exp has passed; the 30 s leeway has not
+        time.sleep(0.1)
+    # Another request prunes the used-token records whose time is up (1 % of claims do).
+    ledger = open_ledger(f"sqlite:///{service.ledger_path}")
+    ledger.prune_probability = 1.0
+    ledger.consume_token(uuid.uuid4().hex, utcnow() + timedelta(minutes=5), utcnow())
+    replayed = service.post("count", token)
+    assert (replayed.status, _error(replayed)) == (401, "token_replayed")
+    attempts = [run["attempt"] for run in service.runs("count") if run["slot"] == format_slot(slot)]
+    assert attempts == [2, 1]
 
 
 def test_it_records_who_triggered_and_the_event(service: LiveService) -> None:

@@ -1,0 +1,203 @@
+"""gunicorn's sync worker, made to receive each request whole before it serves it (slow clients).
+
+gunicorn's `sync` worker reads a request while it blocks on it: a client that sends its headers
+one byte a second holds a worker until gunicorn's `timeout` kills it, and two such clients starve
+a small instance (`/healthz` goes unanswered). This worker accepts connections and buffers what
+they send, many at once, in one poll loop; only a request that arrived whole (its head, and the
+body its Content-Length announces) is handed to the sync worker's own handling. A client that
+has not sent its request within REQUEST_READ_SECONDS is answered `408` and closed.
+
+Requests are still served one at a time, in the worker's only thread: web workers fork batch
+supervisors, which is safe only in a process without other threads.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import selectors
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gunicorn.workers.sync import SyncWorker  # type: ignore[import-untyped]
+
+from service.errors import ConfigError
+
+READ_ENV = "REQUEST_READ_SECONDS"
+DEFAULT_READ_SECONDS = 10.0
+#: A head larger than this is handed over unfinished: gunicorn's own limits then refuse it.
+MAX_BUFFERED_HEAD = 64 * 1024
+#: A body larger than this is not waited for: the app refuses it (413) from its Content-Length.
+MAX_BUFFERED_BODY = 1024 * 1024
+#: Connections one worker buffers at once; past it, the oldest is answered 408 (fds are finite).
+MAX_PENDING = 256
+_TIMEOUT_BODY = b'{"error": "request_timeout", "message": "the request did not arrive in time"}'
+_TIMEOUT_ANSWER = (
+    b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_TIMEOUT_BODY), _TIMEOUT_BODY)
+)
+
+
+def read_seconds(environ: dict[str, str] | None = None) -> float:
+    """REQUEST_READ_SECONDS: how long a client may take to send its whole request."""
+    raw = (os.environ if environ is None else environ).get(READ_ENV, "").strip()
+    if not raw:
+        return DEFAULT_READ_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{READ_ENV} must be a number of seconds, got {raw!r}") from None
+    if not 0.5 <= value <= 300:
+        raise ConfigError(f"{READ_ENV} must be between 0.5 and 300 seconds, got {raw!r}")
+    return value
+
+
+@dataclass
+class _Pending:
+    """A connection whose request is still arriving."""
+
+    sock: socket.socket
+    addr: Any
+    listener: socket.socket
+    deadline: float
+    data: bytearray = field(default_factory=bytearray)
+
+    def whole(self) -> bool:
+        """True once the head and the announced body are here (or waiting longer would not help)."""
+        end = self.data.find(b"\r\n\r\n")
+        if end < 0:
+            return len(self.data) > MAX_BUFFERED_HEAD
+        head = bytes(self.data[:end]).lower()
+        if b"\nexpect:" in head or b"\ntransfer-encoding:" in head:
+            # The client waits for "100 Continue" (sent once the request is served), or streams a
+            # chunked body of unknown length: serve it now, as the plain sync worker would.
+            return True
+        length = _content_length(head)
+        return length is None or length > MAX_BUFFERED_BODY or len(self.data) - end - 4 >= length
+
+
+class _Prefetched:
+    """The client socket, whose first reads return the bytes the worker already received."""
+
+    def __init__(self, sock: socket.socket, data: bytes) -> None:
+        self._sock, self._data = sock, data
+
+    def recv(self, size: int, *flags: int) -> bytes:
+        if self._data:
+            chunk, self._data = self._data[:size], self._data[size:]
+            return chunk
+        return self._sock.recv(size, *flags)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships no type hints
+    """A sync worker that serves only requests that arrived whole; slow clients cost it a buffer."""
+
+    def run(self) -> None:
+        """Poll the listeners and the pending connections; serve each whole request in turn."""
+        if self.cfg.is_ssl:  # TLS records are not requests: buffer nothing, as the sync worker does
+            super().run()
+            return
+        self._read_seconds = read_seconds()
+        self._pending: dict[int, _Pending] = {}
+        self._selector = selectors.DefaultSelector()
+        for listener in self.sockets:
+            listener.setblocking(False)
+            self._selector.register(listener, selectors.EVENT_READ, listener)
+        self._selector.register(self.PIPE[0], selectors.EVENT_READ, None)
+        try:
+            while self.alive and self.is_parent_alive():
+                self.notify()
+                self._poll()
+        finally:
+            for pending in list(self._pending.values()):
+                self._drop(pending)
+            self._selector.close()
+
+    def _poll(self) -> None:
+        now = time.monotonic()
+        wait = min([1.0, *(p.deadline - now for p in self._pending.values())])
+        for key, _ in self._selector.select(max(0.0, wait)):
+            if key.data is None:
+                _drain_pipe(self.PIPE[0])
+            elif isinstance(key.data, _Pending):
+                self._receive(key.data)
+            else:
+                self._accept(key.data)
+        for pending in [p for p in self._pending.values() if p.whole()]:
+            self._serve(pending)
+            if not self.alive:
+                return
+        now = time.monotonic()
+        for pending in [p for p in self._pending.values() if p.deadline <= now]:
+            self._refuse(pending)
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:  # every connection waiting in the backlog, not just one
+            try:
+                sock, addr = listener.accept()
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED):
+                    return
+                raise
+            sock.setblocking(False)
+            if len(self._pending) >= MAX_PENDING:
+                self._refuse(min(self._pending.values(), key=lambda p: p.deadline))
+            pending = _Pending(sock, addr, listener, time.monotonic() + self._read_seconds)
+            self._pending[sock.fileno()] = pending
+            self._selector.register(sock, selectors.EVENT_READ, pending)
+
+    def _receive(self, pending: _Pending) -> None:
+        try:
+            data = pending.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the client went away before its request was whole
+            self._drop(pending)
+            return
+        pending.data += data
+
+    def _serve(self, pending: _Pending) -> None:
+        self._forget(pending)
+        pending.sock.setblocking(True)
+        # The sync worker's own request handling, reading the buffered bytes first; it closes
+        # the connection when it is done.
+        self.handle(pending.listener, _Prefetched(pending.sock, bytes(pending.data)), pending.addr)
+
+    def _refuse(self, pending: _Pending) -> None:
+        try:
+            pending.sock.send(_TIMEOUT_ANSWER)
+        except OSError:
+            pass
+        self._drop(pending)
+
+    def _drop(self, pending: _Pending) -> None:
+        self._forget(pending)
+        pending.sock.close()
+
+    def _forget(self, pending: _Pending) -> None:
+        if self._pending.pop(pending.sock.fileno(), None) is not None:
+            self._selector.unregister(pending.sock)
+
+
+def _content_length(head: bytes) -> int | None:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip() == b"content-length":
+            text = value.strip()
+            return int(text) if text.isdigit() and len(text) < 16 else MAX_BUFFERED_BODY + 1
+    return None
+
+
+def _drain_pipe(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except OSError:  # empty (EAGAIN): the wake-up was read
+        pass

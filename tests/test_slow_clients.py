@@ -1,0 +1,91 @@
+"""Slow clients under the shipped gunicorn configuration: headers trickling in starve no worker."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from service.cli import client
+from tests.support.live import LiveService
+
+
+class Trickle:
+    """A slowloris client: it opens a request and sends its headers one byte at a time, forever."""
+
+    def __init__(self, port: int, every: float = 0.5) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.every, self.answer, self.stop = every, b"", threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * 10_000
+        try:
+            for byte in head:
+                if self.stop.wait(self.every):
+                    return
+                self.sock.sendall(bytes([byte]))
+        except OSError:  # the server answered and closed: read what it said
+            pass
+        finally:
+            self._read_answer()
+
+    def _read_answer(self) -> None:
+        try:
+            self.sock.settimeout(1)
+            while chunk := self.sock.recv(4096):
+                self.answer += chunk
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Stop sending and close the connection."""
+        self.stop.set()
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[LiveService]:
+    """Two sync workers, as small as an instance gets; clients get 2 s to send a request."""
+    with LiveService(tmp_path, workers=2, REQUEST_READ_SECONDS="2") as live:
+        yield live
+
+
+def _healthz_answers(service: LiveService, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        try:
+            if client.request("GET", f"{service.url}/healthz", timeout=2).status == 200:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def test_it_answers_healthz_while_slow_clients_trickle_headers(instance: LiveService) -> None:
+    trickles = [Trickle(instance.port) for _ in range(6)]  # three per worker
+    try:
+        time.sleep(1)  # every trickle has its connection open and a few bytes sent
+        for _ in range(3):
+            assert _healthz_answers(instance, time.monotonic() + 10)
+        assert instance.post("count", instance.mint("count")).status == 202  # a POST with a body too
+    finally:
+        for trickle in trickles:
+            trickle.close()
+
+
+def test_it_answers_408_with_the_json_error_to_a_client_too_slow_to_send_its_request(
+    instance: LiveService,
+) -> None:
+    trickle = Trickle(instance.port)
+    trickle.thread.join(timeout=15)
+    assert not trickle.thread.is_alive(), "the server never closed the slow connection"
+    head, _, body = trickle.answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408")
+    assert b'"error": "request_timeout"' in body
+    trickle.close()
