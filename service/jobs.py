@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from service.errors import ConfigError, UnknownJob
+from service.schedules import Schedule, ScheduleError
 
 if TYPE_CHECKING:
     from service.ledger import Ledger
@@ -48,6 +49,12 @@ class JobSpec:
     def description(self) -> str:
         """The first line of the job function's docstring."""
         return (self.fn.__doc__ or "").strip().splitlines()[0] if self.fn.__doc__ else ""
+
+    def timetable(self, default_zone: ZoneInfo) -> Schedule | None:
+        """The job's schedule read in its zone (`schedule_timezone`, else `default_zone`), if it has one."""
+        if self.schedule is None:
+            return None
+        return Schedule.parse(self.schedule, self.schedule_timezone or default_zone)
 
     def to_json(self) -> dict[str, Any]:
         """The job's policy as the HTTP API shows it."""
@@ -154,8 +161,10 @@ def job(
     `timeout`: seconds before the batch is stopped and recorded `timed_out`.
     `retry_abandoned`: re-run a run lost with its instance (abandoned, interrupted) as the
     next attempt, up to `max_attempts` attempts in all.
-    `schedule`: the cron expression the job is expected to fire on (in `schedule_timezone`, by
-    default BATCH_TIMEZONE); the watchdog alerts when a slot has no successful run
+    `schedule`: when the job fires, read as EventBridge Scheduler reads it (in `schedule_timezone`,
+    by default BATCH_TIMEZONE): a 5-field cron expression, or AWS's `cron(min hour dom month dow
+    year)`, `rate(N unit)` or `at(yyyy-mm-ddThh:mm:ss)`; `batch-trigger schedules apply` creates
+    it in EventBridge Scheduler, and the watchdog alerts when a slot has no successful run
     `missed_after` seconds after it was due.
     `scope`: "fleet" runs each slot once across the fleet; "instance" (broadcast) runs it once on
     every instance that receives it — the Lambda posts to each healthy target directly.
@@ -197,21 +206,26 @@ def job(
     return register
 
 
-def _check_schedule(name: str, schedule: str | None, zone: str | None) -> None:
-    if schedule is not None:
-        from croniter import croniter
-
-        if not croniter.is_valid(schedule):
-            raise ConfigError(f"job {name!r}: schedule {schedule!r} is not a cron expression")
+def _check_schedule(name: str, schedule: str | None, zone: str | ZoneInfo | None) -> None:
+    """Read the schedule as the service will (EventBridge Scheduler's rules); one line if it cannot."""
     if zone is not None:
         try:
-            ZoneInfo(zone)
+            zone = ZoneInfo(zone) if isinstance(zone, str) else zone
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigError(f"job {name!r}: schedule_timezone {zone!r} is not an IANA time zone") from None
+    if schedule is not None:
+        try:
+            Schedule.parse(schedule, zone or "UTC")
+        except ScheduleError as exc:
+            raise ConfigError(f"job {name!r}: {exc}") from None
 
 
-def load_jobs(modules: Iterable[str]) -> Registry:
-    """Import the shipped batches and the named modules; their `@job`s fill the registry."""
+def load_jobs(modules: Iterable[str], zone: ZoneInfo | None = None) -> Registry:
+    """Import the shipped batches and the named modules; their `@job`s fill the registry.
+
+    With `zone` (BATCH_TIMEZONE), each schedule without a zone of its own is read in it once more:
+    an `at(...)` that falls in that zone's daylight-saving gap is refused at start.
+    """
     import service.batches
 
     names = [f"service.batches.{m.name}" for m in pkgutil.iter_modules(service.batches.__path__)]
@@ -224,4 +238,6 @@ def load_jobs(modules: Iterable[str]) -> Registry:
             raise ConfigError(
                 f"BATCH_MODULES: cannot import {module!r}: {type(exc).__name__}: {exc}"
             ) from None
+    for spec in REGISTRY:
+        _check_schedule(spec.name, spec.schedule, spec.schedule_timezone or zone)
     return REGISTRY
