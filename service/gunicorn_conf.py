@@ -32,7 +32,7 @@ def _check_configuration() -> Settings:
 
     try:
         settings = Settings.from_env()
-        load_jobs(settings.batch_modules, settings.timezone)
+        load_jobs(settings.batch_modules)
     except ConfigError as exc:
         print(f"batch-trigger: configuration error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
@@ -64,11 +64,26 @@ logconfig_dict = {
 
 
 def when_ready(server: Any) -> None:
-    """Install the SIGTERM drain and start this instance's keeper (lease sweeps, recovery)."""
+    """Install the SIGTERM drain; start this instance's launcher (every batch) and keeper (sweeps)."""
     from service.ops import drain, keeper
+    from service.runs.supervisor import LauncherProcess
 
     settings = _SETTINGS  # read once, above, when gunicorn loaded this module
     drain.install(server, settings)
+    launcher = LauncherProcess()
+    server.log.info("launcher started (pid %s)", launcher.start())
+    manage_workers = server.manage_workers
+
+    def manage_workers_and_launcher() -> None:
+        # The arbiter calls this about once a second: a launcher that died is back within
+        # seconds (not while draining: the drain stops it on purpose).
+        manage_workers()
+        if not drain.marker(os.getpid(), settings.run_dir).exists():
+            restarted = launcher.keep_alive()
+            if restarted is not None:
+                server.log.warning("launcher restarted (pid %s)", restarted)
+
+    server.manage_workers = manage_workers_and_launcher
     pid = keeper.start_beside_arbiter(
         settings, lambda arbiter: drain.marker(arbiter, settings.run_dir).exists()
     )

@@ -87,6 +87,8 @@ class JobContext:
     timezone: ZoneInfo
     ledger: Ledger
     artefact_dir: Path
+    #: Whether this run is still ours: its lease renewed in time and nobody declared it lost.
+    still_ours: Callable[[], bool] = field(default=lambda: True, repr=False)
     _cancelled: list[bool] = field(default_factory=lambda: [False], repr=False)
 
     @property
@@ -99,13 +101,18 @@ class JobContext:
         self._cancelled[0] = True
 
     def heartbeat(self) -> None:
-        """A checkpoint for long batches: raises RunCancelled once the run was asked to stop.
+        """A checkpoint for long batches: raises RunCancelled once the run was asked to stop,
+        or is no longer ours (its lease was lost: another instance may take it over).
 
-        The instance renews the run's lease by itself while the batch process lives; a batch
-        calls this between units of work so that a timeout or drain stops it cleanly.
+        The instance's launcher renews the run's lease by itself while the batch process lives;
+        a batch calls this between units of work so that a timeout, a drain or a lost lease
+        stops it cleanly (a batch that does not is stopped by its fence all the same).
         """
         if self.cancelled:
             raise RunCancelled(f"run {self.run_id} was asked to stop")
+        if not self.still_ours():
+            raise RunCancelled(f"run {self.run_id} is no longer ours: its lease could not be kept")
+
 
 
 class Registry:

@@ -41,6 +41,9 @@ def test_it_abandons_an_expired_lease_alerts_and_leaves_an_opted_out_job_alone(
         keeper.ledger.start(run.id, "i-1", utcnow(), timedelta(seconds=60))
         clock.tick(timedelta(seconds=59))
         assert keeper.sweep(utcnow()).abandoned == []
+        # Past the lease, the fencing margin (LEASE_SECONDS / 12) still belongs to the batch.
+        clock.tick(timedelta(seconds=5))
+        assert keeper.sweep(utcnow()).abandoned == []
         clock.tick(timedelta(seconds=2))
         sweep = keeper.sweep(utcnow())
         assert [r.id for r in sweep.abandoned] == [run.id] and sweep.recovered == []

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from service.cli import client
-from tests.support.live import LiveService, unique_slot
+from tests.support.live import LiveService, launcher_pid, unique_slot
 from tests.support.slack import SlackReceiver
 
 
@@ -78,7 +78,7 @@ def test_it_finishes_the_run_when_the_web_worker_that_started_it_is_killed(servi
     run = service.get(f"/v1/runs/{answer.body['id']}").body
     assert run["status"] in ("accepted", "running")
     assert service.process is not None
-    for worker in _children(service.process.pid):  # every web worker, whichever served it
+    for worker in _web_workers(service):  # every web worker, whichever served it
         os.kill(worker, signal.SIGKILL)
     time.sleep(1)  # the arbiter starts fresh workers
     assert service.wait_final(answer.body["id"])["status"] == "succeeded"
@@ -104,6 +104,12 @@ def test_it_keeps_secrets_out_of_answers_logs_and_alerts(service: LiveService, s
 
 def _children(pid: int) -> list[int]:
     return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _web_workers(service: LiveService) -> list[int]:
+    """The arbiter's children but the launcher (the keeper is a forked arbiter, killed too)."""
+    assert service.process is not None
+    return [pid for pid in _children(service.process.pid) if pid != launcher_pid(service)]
 
 
 def _nice(pid: int) -> int:

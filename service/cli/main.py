@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 
     keeper = commands.add_parser(
         "keeper",
-        help="run the keeper in the foreground (when not served by service.gunicorn_conf)",
+        help="run the launcher and the keeper in the foreground (when not served by service.gunicorn_conf)",
     )
     keeper.set_defaults(func=_keeper)
 
@@ -204,19 +204,33 @@ def _duration(seconds: float) -> str:
 
 
 def _keeper(args: argparse.Namespace) -> int:
-    """Lease sweeps, recovery, the watchdog and retention, until SIGTERM or SIGINT."""
+    """The launcher (every batch of this instance) and the keeper's sweeps, until SIGTERM or SIGINT."""
     import signal
     import threading
 
     from service.logs import configure_logging
     from service.ops.keeper import run_forever
+    from service.runs.supervisor import LauncherProcess
 
     settings = Settings.from_env()
     configure_logging(settings.log_level, instance=settings.instance_id)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    run_forever(settings, stop.is_set)
+    launcher = LauncherProcess()
+    launcher.start()
+
+    def should_stop() -> bool:
+        # Asked between sweeps several times a second: a launcher that died is back within seconds.
+        if not stop.is_set():
+            launcher.keep_alive()
+        return stop.is_set()
+
+    try:
+        run_forever(settings, should_stop)
+    finally:
+        # Its batches are stopped and recorded `interrupted`, and run again by a live instance.
+        launcher.stop(settings.kill_grace_seconds + 15)
     return 0
 
 

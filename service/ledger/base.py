@@ -40,7 +40,12 @@ class Ledger(ABC):
             latest = self._latest_attempt(request.job, request.slot, request.target)
             if latest is not None and (latest.active or not request.force):
                 return Claim(latest, "duplicate")
-            if request.recovering is not None and (latest is None or latest.attempt != request.recovering):
+            if request.recovering is not None and (
+                latest is None
+                or latest.attempt != request.recovering
+                # A late outcome may have turned the lost run into what it was meanwhile.
+                or latest.status not in (Status.ABANDONED, Status.INTERRUPTED)
+            ):
                 return Claim(latest or _missing(request), "duplicate")
             # A paused job's firing is answered and kept in history, but starts nothing; the
             # recovery of a run that began before the pause goes on.
@@ -102,16 +107,42 @@ class Ledger(ABC):
 
     def heartbeat(self, run_id: str, now: datetime, lease: timedelta) -> bool:
         """Renew a running run's lease; False when the run is no longer running (stop it)."""
-        renewed = self._transition(run_id, {Status.RUNNING}, heartbeat_at=now, lease_until=now + lease)
-        return renewed is not None
+        return run_id in self.renew([run_id], now, lease)
+
+    def renew(self, run_ids: Sequence[str], now: datetime, lease: timedelta) -> set[str]:
+        """Renew the leases of many running runs in one statement; the ids still running (ours)."""
+        return self._renew_leases(run_ids, now, now + lease) if run_ids else set()
+
+    def active_on(self, instance: str) -> list[Run]:
+        """The accepted and running runs of `instance` (what its launcher adopts or left behind)."""
+        return self._select_active_on(instance)
+
+    def reconcile(self, run_id: str, status: Status, now: datetime, error: str | None = None) -> Run | None:
+        """Record the late outcome of a run declared `abandoned` meanwhile; None if it is not.
+
+        Under the job's claim lock, as a recovery claim is: the recovery either sees the run
+        ended as it did (and starts nothing) or had already claimed the next attempt.
+        """
+        run = self._select_one(run_id)
+        if run is None or run.status != Status.ABANDONED:
+            return None
+        with self._claim_transaction(run.job):
+            note = f"{error} (recorded late)" if error else "recorded late: the outcome came after the lease"
+            return self._transition(
+                run_id, {Status.ABANDONED}, status=status, finished_at=now, error=_short(note)
+            )
+
 
     def finish(self, run_id: str, status: Status, now: datetime, error: str | None = None) -> Run | None:
         """Record an active run's outcome; None when it had already ended (e.g. abandoned)."""
         return self._transition(run_id, set(ACTIVE), status=status, finished_at=now, error=_short(error))
 
-    def expire_leases(self, now: datetime, accept_timeout: timedelta) -> list[Run]:
-        """Mark runs whose instance stopped renewing their lease `abandoned`; return them."""
-        return self._abandon_expired(now, now - accept_timeout)
+    def expire_leases(
+        self, now: datetime, accept_timeout: timedelta, margin: timedelta = timedelta(0)
+    ) -> list[Run]:
+        """Mark runs whose lease ended more than `margin` ago `abandoned` (and runs accepted longer
+        than `accept_timeout` ago); return them. The margin is the fencing's: see service.runs.fencing."""
+        return self._abandon_expired(now, now - accept_timeout, now - margin)
 
     def recoverable(self, since: datetime) -> list[Run]:
         """Abandoned or interrupted runs, ended since `since`, that are still their slot's latest attempt."""
@@ -246,7 +277,15 @@ class Ledger(ABC):
         """Apply changes only if the run's status is in `allowed`; the updated run or None."""
 
     @abstractmethod
-    def _abandon_expired(self, now: datetime, accepted_before: datetime) -> list[Run]: ...
+    def _abandon_expired(
+        self, now: datetime, accepted_before: datetime, expired_before: datetime
+    ) -> list[Run]: ...
+
+    @abstractmethod
+    def _renew_leases(self, run_ids: Sequence[str], now: datetime, until: datetime) -> set[str]: ...
+
+    @abstractmethod
+    def _select_active_on(self, instance: str) -> list[Run]: ...
 
     @abstractmethod
     def _select_recoverable(self, since: datetime) -> list[Run]: ...

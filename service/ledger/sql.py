@@ -147,15 +147,32 @@ class SqlLedger(Ledger):
         )
         return self._run(rows[0]) if rows else None
 
-    def _abandon_expired(self, now: datetime, accepted_before: datetime) -> list[Run]:
+    def _abandon_expired(
+        self, now: datetime, accepted_before: datetime, expired_before: datetime
+    ) -> list[Run]:
         # One UPDATE decides: where several instances sweep at once, each run changes once.
+        # `expired_before` is the lease's end plus the fencing margin: a batch whose lease ran
+        # out has stopped itself by then (service.runs.fencing).
         rows = self._query(
             "UPDATE runs SET status = 'abandoned', finished_at = ?,"
             " error = 'lease expired: instance ' || COALESCE(instance, '?') || ' stopped renewing it'"
             " WHERE (status = 'running' AND lease_until < ?)"
             " OR (status = 'accepted' AND created_at < ?)" + _RETURNING,
-            (self._encode_time(now), self._encode_time(now), self._encode_time(accepted_before)),
+            (self._encode_time(now), self._encode_time(expired_before), self._encode_time(accepted_before)),
         )
+        return [self._run(row) for row in rows]
+
+    def _renew_leases(self, run_ids: Sequence[str], now: datetime, until: datetime) -> set[str]:
+        marks = ", ".join("?" for _ in run_ids)
+        rows = self._query(
+            f"UPDATE runs SET heartbeat_at = ?, lease_until = ? WHERE id IN ({marks}) AND status = 'running'"
+            " RETURNING id",
+            [self._encode_time(now), self._encode_time(until), *run_ids],
+        )
+        return {row[0] for row in rows}
+
+    def _select_active_on(self, instance: str) -> list[Run]:
+        rows = self._query(f"{_SELECT} WHERE status IN {_ACTIVE_SQL} AND instance = ?", (instance,))
         return [self._run(row) for row in rows]
 
     def _select_recoverable(self, since: datetime) -> list[Run]:

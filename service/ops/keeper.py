@@ -19,12 +19,13 @@ from datetime import datetime, timedelta
 
 from service.alerts import Alerts
 from service.config import Settings
-from service.errors import ServiceError, UnknownJob
+from service.errors import ServiceError
 from service.jobs import Registry, load_jobs
-from service.ledger import FAILURES, ClaimRequest, Ledger, Run, Status, open_ledger
+from service.ledger import FAILURES, Ledger, Run, Status, open_ledger
 from service.ops.metrics import metrics
 from service.ops.watchdog import Missed, Watchdog
-from service.runs.runner import Runner
+from service.runs import fencing
+from service.runs.claim_and_launch import ClaimAndLaunch
 from service.slots import utcnow
 
 log = logging.getLogger("batch_trigger.keeper")
@@ -53,7 +54,7 @@ class Keeper:
         self.registry = registry
         self.ledger = ledger
         self.alerts = alerts
-        self.runner = Runner(settings, registry, alerts)
+        self.launching = ClaimAndLaunch(ledger, registry, settings.instance_id, settings.run_dir)
         self.watchdog = Watchdog(registry, ledger, alerts, settings.timezone)
         self._next_prune: datetime | None = None
         self._counted_until = utcnow()
@@ -63,7 +64,9 @@ class Keeper:
         result = Sweep()
         self._count_finished_runs()
         lease = timedelta(seconds=self.settings.lease_seconds)
-        result.abandoned = self.ledger.expire_leases(now, accept_timeout=lease)
+        # Only once the fencing margin has passed too: a batch whose lease ran out has stopped by then.
+        margin = timedelta(seconds=fencing.margin(self.settings.lease_seconds))
+        result.abandoned = self.ledger.expire_leases(now, accept_timeout=lease, margin=margin)
         for run in result.abandoned:
             log.warning("run abandoned: %s", run.error, extra={"run_id": run.id, "job": run.job})
             metrics().lost_runs.labels(run.job, run.status.value).inc()
@@ -73,10 +76,6 @@ class Keeper:
             recovered = self._recover(lost, now)
             if recovered is not None:
                 result.recovered.append(recovered)
-        for pause in self.ledger.expire_pauses(now):
-            # `--until` came: the job fires again already; one keeper of the fleet says so once.
-            log.info("job %s resumed: its pause ended", pause.job, extra={"job": pause.job})
-            self.alerts.resumed(pause.job, "the end of its pause (--until)", pause)
         result.missed = self.watchdog.check(now)
         result.pruned = self._prune(now)
         return result
@@ -109,40 +108,15 @@ class Keeper:
                     counters.run_ended(run)
 
     def _recover(self, lost: Run, now: datetime) -> Run | None:
-        try:
-            spec = self.registry.get(lost.job)
-        except UnknownJob:
-            return None
-        # A broadcast run belonged to its instance (its cache, its files): no other can redo it.
-        if lost.target or not spec.retry_abandoned or lost.attempt >= spec.max_attempts:
-            return None
-        claim = self.ledger.claim(
-            ClaimRequest(
-                job=lost.job,
-                slot=lost.slot,
-                trigger="schedule" if lost.trigger == "schedule" else "manual",
-                instance=self.settings.instance_id,
-                # A recovery waits for a running slot of its job instead of being skipped.
-                overlap="defer" if spec.overlap == "forbid" else "allow",
-                force=True,
-                event_id=lost.event_id,
-                params=lost.params,
-                recovering=lost.attempt,
-            ),
-            now,
-        )
-        if claim.outcome != "new":
-            return None
-        if lost.status == "interrupted":
+        recovered = self.launching.recover(lost, now)
+        if recovered is not None and lost.status == "interrupted":
             metrics().lost_runs.labels(lost.job, lost.status.value).inc()
-        log.warning("recovering lost run as attempt %d", claim.run.attempt, extra={"run_id": claim.run.id})
-        self.runner.launch(claim.run, self.ledger)
-        return claim.run
+        return recovered
 
 
 def run_forever(settings: Settings, should_stop: Callable[[], bool]) -> None:
     """Sweep every HEARTBEAT_SECONDS (with jitter) until `should_stop()`; survive ledger outages."""
-    registry = load_jobs(settings.batch_modules, settings.timezone)
+    registry = load_jobs(settings.batch_modules)
     ledger = open_ledger(settings.ledger_url)
     keeper = Keeper(settings, registry, ledger, _alerts(settings))
     schema_ready = False

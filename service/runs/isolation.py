@@ -1,4 +1,4 @@
-"""Process mechanics of the runner: detaching from the web worker and watching a batch process."""
+"""Process mechanics of batches: a clean start for forked processes, and a batch in its own group."""
 
 from __future__ import annotations
 
@@ -30,28 +30,12 @@ _RESET_SIGNALS = (
 ERROR_LIMIT = 2000
 
 
-def detach(child: Callable[[], None]) -> None:
-    """Run `child` in a grandchild process that no web worker waits for (a double fork).
-
-    The intermediate process exits at once, so the grandchild is re-parented to the init
-    process (gunicorn's arbiter reaps such orphans when it is PID 1 in a container) and
-    survives the web worker's recycling. Raises OSError when the processes cannot start.
-    """
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            if os.fork() == 0:
-                try:
-                    child()
-                finally:
-                    os._exit(0)
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise OSError("the supervisor process could not be started")
+def reset_signals() -> None:
+    """Default handlers and no wake-up descriptor: what a forked process's parent had is not its own."""
+    for name in _RESET_SIGNALS:
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
+    with contextlib.suppress(ValueError, OSError):
+        signal.set_wakeup_fd(-1)
 
 
 def leave_web_worker() -> None:
@@ -60,10 +44,7 @@ def leave_web_worker() -> None:
     An inherited listening socket would keep a stopped instance's port accepting connections
     that nobody serves, and an inherited client socket would hold the HTTP answer open.
     """
-    for name in _RESET_SIGNALS:
-        signal.signal(getattr(signal, name), signal.SIG_DFL)
-    with contextlib.suppress(ValueError, OSError):
-        signal.set_wakeup_fd(-1)
+    reset_signals()
     fds = [int(n) for n in os.listdir("/proc/self/fd")] if os.path.isdir("/proc/self/fd") else range(3, 1024)
     for fd in fds:
         if fd < 3:
@@ -73,6 +54,17 @@ def leave_web_worker() -> None:
                 os.close(fd)
         except OSError:
             continue
+
+
+def close_inherited(keep: set[int]) -> None:
+    """Close every descriptor above 2 but `keep`: the launcher's socket, lock and ledger session
+    must not live on in a batch (a PostgreSQL session held open by a batch would keep the
+    instance's liveness lock after its launcher died)."""
+    low = 3
+    for fd in sorted(fd for fd in keep if fd >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536)
 
 
 def _flush_standard_streams() -> None:
@@ -92,10 +84,13 @@ class BatchProcess:
         self.status: int | None = None
 
     @classmethod
-    def start(cls, body: Callable[[int], int], nice: int, output: Pipes | None = None) -> BatchProcess:
+    def start(
+        cls, body: Callable[[int], int], nice: int, output: Pipes | None = None, keep: tuple[int, ...] = ()
+    ) -> BatchProcess:
         """Fork and run `body(error_fd)` in the child; its return value is the exit code.
 
-        With `output`, the child's fds 1 and 2 are those pipes' write ends (the run's log).
+        With `output`, the child's fds 1 and 2 are those pipes' write ends (the run's log). Of
+        the other descriptors the child inherits, only `keep` stays open.
         """
         read_fd, write_fd = os.pipe()
         pid = os.fork()
@@ -104,8 +99,10 @@ class BatchProcess:
             try:
                 os.close(read_fd)
                 os.setpgid(0, 0)
+                reset_signals()
                 if output is not None:
                     output.redirect_here()
+                close_inherited({write_fd, *keep})
                 if nice:
                     os.nice(nice)
                 code = body(write_fd)
@@ -137,12 +134,13 @@ class BatchProcess:
         self.status = os.waitstatus_to_exitcode(raw)
         return self.status
 
-    def stop(self, grace: float) -> None:
-        """Ask the batch to stop (SIGTERM to its group); kill it after `grace` seconds."""
+    def fileno(self) -> int | None:
+        """A descriptor that becomes readable when the batch process ends (its pidfd), if any."""
+        return self._pidfd
+
+    def terminate_group(self) -> None:
+        """Ask the batch to stop: SIGTERM to its process group."""
         self._signal_group(signal.SIGTERM)
-        if self.wait(grace) is None:
-            self._signal_group(signal.SIGKILL)
-            self.wait(5.0)
 
     def reap_group(self) -> None:
         """Kill whatever the batch left behind in its process group."""

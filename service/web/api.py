@@ -51,7 +51,8 @@ def trigger(job: str) -> tuple[Response, int, dict[str, str]]:
     state.refuse_when_draining()
     now = utcnow()
     assert claims.jti is not None and claims.slot is not None
-    claim = state.ledger.claim(
+    # Claim, and hand a new run to this instance's launcher (the web worker never forks).
+    claim = state.launching.claim(
         ClaimRequest(
             job=job,
             slot=claims.slot,
@@ -69,7 +70,6 @@ def trigger(job: str) -> tuple[Response, int, dict[str, str]]:
     )
     body: dict[str, Any] = claim.run.to_json()
     if claim.outcome == "new":
-        state.runner.launch(claim.run, state.ledger)
         state.count_answer(202)
         return jsonify(body), 202, {"Location": url_for(".get_run", run_id=claim.run.id)}
     if claim.outcome == "overlap":

@@ -89,6 +89,18 @@ class LiveService(ServiceProcess):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+def launcher_pid(service: ServiceProcess) -> int | None:
+    """The pid of the instance's launcher (`python -m service.runs.launcher`), if one runs."""
+    for pid in service.members():
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"service.runs.launcher" in command:
+            return pid
+    return None
+
+
 _counter = iter(range(1, 10**9))
 
 
