@@ -9,7 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from service.config import Secret
-from service.ledger import Run
+from service.ledger import Pause, Run
 from service.slots import format_slot
 
 log = logging.getLogger("batch_trigger.alerts")
@@ -90,6 +90,29 @@ class Alerts:
             {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Run it: `{rerun}`"}]},
         ]
         return self.send(f"{text}\nrun it: {rerun}", blocks)
+
+    def paused(self, pause: Pause) -> None:
+        """Tell the channel that a job was paused fleet-wide: by whom, why, until when (in the background)."""
+        until = f", until {format_slot(pause.until)}" if pause.until else ", until resumed"
+        reason = slack_escape(pause.reason or "no reason given")
+        headline = f"job `{pause.job}` paused by {slack_escape(pause.paused_by)}{until}"
+        self._notice(":double_vertical_bar:", headline, reason, f"batch-trigger resume {pause.job}")
+
+    def resumed(self, job: str, by: str, pause: Pause) -> None:
+        """Tell the channel that a paused job fires again (`by` a person, or its `until` came)."""
+        headline = f"job `{job}` resumed by {slack_escape(by)}"
+        since = f"paused since {format_slot(pause.paused_at)} by {slack_escape(pause.paused_by)}"
+        self._notice(":arrow_forward:", headline, since, "batch-trigger jobs")
+
+    def _notice(self, icon: str, headline: str, detail: str, hint: str) -> None:
+        """A short notice: a headline, one line of detail, a command to go on with."""
+        text = f"{icon} *batch-trigger: {headline}*\n{detail}"
+        blocks: list[dict[str, Any]] = [
+            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"`{hint}`"}]},
+        ]
+        text = f"{icon} batch-trigger: {headline}: {detail}"
+        threading.Thread(target=self.send, args=(text, blocks), name="slack-notice", daemon=True).start()
 
     def send(self, text: str, blocks: list[dict[str, Any]]) -> bool:
         """Post one message with bounded retries; False (and a log line) when Slack failed."""

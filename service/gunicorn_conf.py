@@ -32,7 +32,7 @@ def _check_configuration() -> Settings:
 
     try:
         settings = Settings.from_env()
-        load_jobs(settings.batch_modules)
+        load_jobs(settings.batch_modules, settings.timezone)
     except ConfigError as exc:
         print(f"batch-trigger: configuration error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)

@@ -13,13 +13,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from cfnlint.decode import decode
-from croniter import croniter
 
 from lambda_trigger.events import read_event
 from lambda_trigger.lifecycle import COMPLETE_RESERVE
 from lambda_trigger.lifecycle_events import TERMINATE_DETAIL_TYPE, TERMINATING
 from lambda_trigger.settings import Settings as LambdaSettings
 from service.jobs import load_jobs
+from service.schedules import Schedule
+from service.schedules.sync import Target, desired
 from tests.support.live import REPO
 
 TEMPLATE = REPO / "deploy" / "template.yaml"
@@ -85,9 +86,10 @@ def _as_unix_cron(expression: str) -> str:
     return " ".join([minute, hour, dom.replace("?", "*"), month, dow.replace("?", "*")])
 
 
-def _firings(cron: str, count: int = 40) -> list[datetime]:
-    times = croniter(cron, datetime(2026, 1, 1))
-    return [times.get_next(datetime) for _ in range(count)]
+def _firings(expression: str, count: int = 40) -> list[datetime]:
+    """The first slots of 2026, as EventBridge Scheduler fires them (service.schedules)."""
+    start, end = datetime.fromisoformat("2026-01-01T00:00Z"), datetime.fromisoformat("2027-12-31T00:00Z")
+    return Schedule.parse(expression).slots_between(start, end, limit=count)
 
 
 def _function_env(template: dict[str, Any]) -> dict[str, Any]:
@@ -174,7 +176,8 @@ def test_it_fires_each_schedule_when_the_job_expects_it_in_the_batch_time_zone(
         props = schedule["Properties"]
         assert props["ScheduleExpressionTimezone"] == {"Ref": "BatchTimezone"}
         assert props["FlexibleTimeWindow"] == {"Mode": "OFF"}
-        cron = _as_unix_cron(_default(template, props["ScheduleExpression"]))
+        expression = _default(template, props["ScheduleExpression"])
+        cron = _as_unix_cron(expression)
         # Local midnight: the slot `batch-trigger token JOB --date D` names, so a manual
         # re-trigger of a scheduled day is answered as that day's duplicate.
         assert cron.split()[:2] == ["0", "0"], cron
@@ -182,7 +185,7 @@ def test_it_fires_each_schedule_when_the_job_expects_it_in_the_batch_time_zone(
         if spec.name in ("daily", "monthly"):  # the shipped jobs declare what the watchdog expects
             assert spec.schedule is not None and spec.schedule_timezone is None
         if spec.schedule is not None:
-            assert _firings(cron) == _firings(spec.schedule), f"{props['Name']}: {cron} vs {spec.schedule}"
+            assert _firings(expression) == _firings(spec.schedule), f"{props['Name']}: {expression}"
 
 
 def test_it_runs_the_zip_that_make_builds_with_time_for_the_deadline_and_alert(
@@ -245,7 +248,12 @@ def test_it_lets_the_schedules_invoke_this_function_and_nothing_else(template: d
             "Effect": "Allow",
             "Action": "lambda:InvokeFunction",
             "Resource": {"Fn::GetAtt": ["TriggerFunction", "Arn"]},
-        }
+        },
+        {  # and hand a firing it could not deliver to the dead-letter queue
+            "Effect": "Allow",
+            "Action": "sqs:SendMessage",
+            "Resource": {"Fn::GetAtt": ["FailureQueue", "Arn"]},
+        },
     ]
     for schedule in _of_type(template, "AWS::Scheduler::Schedule").values():
         target = schedule["Properties"]["Target"]
@@ -358,3 +366,36 @@ def test_it_waits_for_batches_on_scale_in_with_a_hook_a_rule_and_scoped_permissi
         "elasticloadbalancing:DescribeTargetGroups",
         "elasticloadbalancing:DescribeTargetHealth",
     ]
+
+
+def test_it_makes_the_same_schedules_as_the_cli_or_leaves_them_to_it(template: dict[str, Any]) -> None:
+    # One owner per job: the template's Daily and Monthly (ScheduleOwner=template), or
+    # `batch-trigger schedules apply` (ScheduleOwner=cli), which must fire them the same way.
+    registry = load_jobs(())
+    target = Target("function-arn", "role-arn", "queue-arn")
+    wanted = desired([(s.name, Schedule.parse(s.schedule or "")) for s in registry if s.schedule], target,
+                     datetime.fromisoformat("2026-11-22T00:00Z"))
+    refs = {
+        "function-arn": {"Fn::GetAtt": ["TriggerFunction", "Arn"]},
+        "role-arn": {"Fn::GetAtt": ["SchedulerRole", "Arn"]},
+        "queue-arn": {"Fn::GetAtt": ["FailureQueue", "Arn"]},
+    }
+    for name in ("Daily", "Monthly"):
+        schedule = template["Resources"][f"{name}Schedule"]
+        assert schedule["Condition"] == "TemplateSchedules"
+        props, cli = schedule["Properties"], wanted[name.lower()]
+        assert props["GroupName"] == {"Ref": "ScheduleGroup"}
+        assert _default(template, props["ScheduleExpression"]) == cli["ScheduleExpression"]
+        assert props["FlexibleTimeWindow"] == cli["FlexibleTimeWindow"]
+        assert json.loads(props["Target"]["Input"]) == json.loads(cli["Target"]["Input"])
+        assert props["Target"]["RetryPolicy"] == cli["Target"]["RetryPolicy"]
+        assert props["Target"]["DeadLetterConfig"]["Arn"] == refs[cli["Target"]["DeadLetterConfig"]["Arn"]]
+        assert props["Target"]["Arn"] == refs["function-arn"]
+        assert props["Target"]["RoleArn"] == refs["role-arn"]
+    owner = template["Conditions"]["TemplateSchedules"]
+    assert owner == {"Fn::Equals": [{"Ref": "ScheduleOwner"}, "template"]}
+    outputs = template["Outputs"]
+    assert outputs["SchedulerRoleArn"]["Value"] == refs["role-arn"]
+    assert outputs["FailureQueueArn"]["Value"] == refs["queue-arn"]
+    granted = _granted(_statements(template["Resources"]["SchedulerRole"]))
+    assert granted["sqs:SendMessage"] == refs["queue-arn"]  # the dead-letter queue takes the Scheduler's

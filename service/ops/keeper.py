@@ -76,6 +76,10 @@ class Keeper:
             recovered = self._recover(lost, now)
             if recovered is not None:
                 result.recovered.append(recovered)
+        for pause in self.ledger.expire_pauses(now):
+            # `--until` came: the job fires again already; one keeper of the fleet says so once.
+            log.info("job %s resumed: its pause ended", pause.job, extra={"job": pause.job})
+            self.alerts.resumed(pause.job, "the end of its pause (--until)", pause)
         result.missed = self.watchdog.check(now)
         result.pruned = self._prune(now)
         return result
@@ -116,7 +120,7 @@ class Keeper:
 
 def run_forever(settings: Settings, should_stop: Callable[[], bool]) -> None:
     """Sweep every HEARTBEAT_SECONDS (with jitter) until `should_stop()`; survive ledger outages."""
-    registry = load_jobs(settings.batch_modules)
+    registry = load_jobs(settings.batch_modules, settings.timezone)
     ledger = open_ledger(settings.ledger_url)
     keeper = Keeper(settings, registry, ledger, _alerts(settings))
     schema_ready = False

@@ -2,8 +2,9 @@
 
 It catches the one failure nothing else can see — nothing arrived: a disabled rule, a deleted
 schedule, a Lambda that never ran. Jobs declare their schedule (`@job(..., schedule="0 0 * * *")`,
-a cron expression in the job's `schedule_timezone` or `BATCH_TIMEZONE`); every instance's keeper
-checks, and the ledger's `mark_missed` lets exactly one of them report each missed slot.
+read with EventBridge Scheduler's semantics in the job's `schedule_timezone` or `BATCH_TIMEZONE`:
+service.schedules); every instance's keeper checks, and the ledger's `mark_missed` lets exactly
+one of them report each missed slot. A paused job's slots are not judged.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
-
-from croniter import croniter
 
 from service.alerts import Alerts
 from service.jobs import JobSpec, Registry
@@ -56,14 +55,21 @@ class Watchdog:
         # slots that came due since are judged, so a sweep costs this read plus a few statements
         # per newly due slot, whatever the look-back holds.
         watched = self.ledger.watch_from([spec.name for spec in scheduled], now)
+        paused = self.ledger.pauses(now)
         for spec in scheduled:
             after = max(watched[spec.name], now - LOOKBACK)
             until = now - timedelta(seconds=spec.missed_after)
             expected = expected_slots(spec, self._zone(spec), after, until)
             if not expected:
                 continue
-            ran = self.ledger.succeeded_slots(spec.name, min(expected), max(expected))
-            for slot in sorted(set(expected) - ran):
+            if spec.name in paused:
+                # Slots due while a job is paused are not missed: its firings were skipped on purpose.
+                self.ledger.mark_checked(spec.name, max(expected))
+                continue
+            # The Scheduler fires a time repeated at the fall-back once: either instant is the slot.
+            names = {slot: _equivalents(spec, self._zone(spec), slot) for slot in expected}
+            ran = self.ledger.succeeded_slots(spec.name, min(expected), max(max(n) for n in names.values()))
+            for slot in [slot for slot in expected if not names[slot] & ran]:
                 if self.ledger.mark_missed(spec.name, slot, now):
                     missed = Missed(spec.name, slot, now - slot)
                     log.warning(
@@ -79,14 +85,17 @@ class Watchdog:
 
 
 def expected_slots(spec: JobSpec, zone: ZoneInfo, after: datetime, until: datetime) -> list[datetime]:
-    """The job's scheduled times in (after, until], newest last, at most MAX_SLOTS_CHECKED of them."""
-    if until <= after:
+    """The job's slots in (after, until] as EventBridge Scheduler fires them, newest last, at most
+    MAX_SLOTS_CHECKED of them: a time in a spring-forward gap is not expected, a repeated one once."""
+    schedule = spec.timetable(zone)
+    if schedule is None or until <= after:
         return []
-    cron = croniter(spec.schedule, until.astimezone(zone) + timedelta(microseconds=1))
-    found: list[datetime] = []
-    while len(found) < MAX_SLOTS_CHECKED:
-        slot: datetime = cron.get_prev(datetime).astimezone(after.tzinfo)
-        if slot <= after:
-            break
-        found.append(slot)
-    return sorted(found)
+    slots = schedule.latest(until, after, MAX_SLOTS_CHECKED)
+    # A time repeated at the fall-back may be fired at its second instant: it is due once that is.
+    # (Only the newest slots can wait so, which keeps the list a prefix of the range.)
+    return [slot for slot in slots if max(schedule.equivalents(slot)) <= until]
+
+
+def _equivalents(spec: JobSpec, zone: ZoneInfo, slot: datetime) -> frozenset[datetime]:
+    schedule = spec.timetable(zone)
+    return frozenset({slot}) if schedule is None else schedule.equivalents(slot)

@@ -42,7 +42,7 @@ class BatchTrigger:
     def init_app(self, app: Flask, settings: Settings | None = None) -> None:
         """Read settings (environment unless given), load jobs, and register the endpoints."""
         self.settings = settings or self._settings or Settings.from_env()
-        self.registry = load_jobs(self.settings.batch_modules)
+        self.registry = load_jobs(self.settings.batch_modules, self.settings.timezone)
         self.ledger = open_ledger(self.settings.ledger_url)
         try:
             self.ledger.ensure_schema()
