@@ -171,3 +171,35 @@ def test_it_captures_on_postgresql_too(tmp_path: Path, postgres_url: str) -> Non
         run_id = _run(svc, "flood", megabytes=3)
         assert svc.wait_final(run_id, timeout=60)["status"] == "succeeded"
         assert "bytes omitted" in _log(svc, run_id).text
+
+
+def test_it_goes_from_the_slack_alert_to_the_traceback_with_the_readmes_lines(
+    live: LiveService, slack: SlackReceiver
+) -> None:
+    run_id = _run(live, "traceback")
+    error = live.wait_final(run_id)["error"]
+    alert = _alert_for(slack, run_id)
+    # The alert's own line is where a person starts.
+    named = re.search(r"batch-trigger logs ([0-9a-f]{32})", alert["text"])
+    assert named and named[1] == run_id
+    readme = (REPO / "README.md").read_text()
+    block = re.search(
+        r"<!-- when-a-run-fails:.*?-->\s*```bash\n(.*?)```\s*<!-- /when-a-run-fails -->", readme, re.S
+    )
+    assert block, "README has no when-a-run-fails block"
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "TRIGGER_SECRET": live.secret,
+        "BATCH_TRIGGER_URL": live.url,
+        "HOME": str(live.work),
+        "RUN_ID": named[1],
+    }
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block[1]], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.startswith(run_id) and "traceback" in line and "failed" in line for line in lines)
+    assert "stderr Traceback (most recent call last):" in done.stdout
+    # The log, then the HTTP read of its last two lines, both end at the exception.
+    assert lines[-1].endswith(f"stderr {error}") and sum(line.endswith(error) for line in lines) >= 2
