@@ -19,13 +19,12 @@ from datetime import datetime, timedelta
 
 from service.alerts import Alerts
 from service.config import Settings
-from service.errors import ServiceError
+from service.errors import ServiceError, UnknownJob
 from service.jobs import Registry, load_jobs
-from service.ledger import FAILURES, Ledger, Run, Status, open_ledger
+from service.ledger import FAILURES, ClaimRequest, Ledger, Run, Status, open_ledger
 from service.ops.metrics import metrics
 from service.ops.watchdog import Missed, Watchdog
-from service.runs import fencing
-from service.runs.claim_and_launch import ClaimAndLaunch
+from service.runs.runner import Runner
 from service.slots import utcnow
 
 log = logging.getLogger("batch_trigger.keeper")
@@ -54,7 +53,7 @@ class Keeper:
         self.registry = registry
         self.ledger = ledger
         self.alerts = alerts
-        self.launching = ClaimAndLaunch(ledger, registry, settings.instance_id, settings.run_dir)
+        self.runner = Runner(settings, registry, alerts)
         self.watchdog = Watchdog(registry, ledger, alerts, settings.timezone)
         self._next_prune: datetime | None = None
         self._counted_until = utcnow()
@@ -64,9 +63,7 @@ class Keeper:
         result = Sweep()
         self._count_finished_runs()
         lease = timedelta(seconds=self.settings.lease_seconds)
-        # Only once the fencing margin has passed too: a batch whose lease ran out has stopped by then.
-        margin = timedelta(seconds=fencing.margin(self.settings.lease_seconds))
-        result.abandoned = self.ledger.expire_leases(now, accept_timeout=lease, margin=margin)
+        result.abandoned = self.ledger.expire_leases(now, accept_timeout=lease)
         for run in result.abandoned:
             log.warning("run abandoned: %s", run.error, extra={"run_id": run.id, "job": run.job})
             metrics().lost_runs.labels(run.job, run.status.value).inc()
@@ -112,10 +109,35 @@ class Keeper:
                     counters.run_ended(run)
 
     def _recover(self, lost: Run, now: datetime) -> Run | None:
-        recovered = self.launching.recover(lost, now)
-        if recovered is not None and lost.status == "interrupted":
+        try:
+            spec = self.registry.get(lost.job)
+        except UnknownJob:
+            return None
+        # A broadcast run belonged to its instance (its cache, its files): no other can redo it.
+        if lost.target or not spec.retry_abandoned or lost.attempt >= spec.max_attempts:
+            return None
+        claim = self.ledger.claim(
+            ClaimRequest(
+                job=lost.job,
+                slot=lost.slot,
+                trigger="schedule" if lost.trigger == "schedule" else "manual",
+                instance=self.settings.instance_id,
+                # A recovery waits for a running slot of its job instead of being skipped.
+                overlap="defer" if spec.overlap == "forbid" else "allow",
+                force=True,
+                event_id=lost.event_id,
+                params=lost.params,
+                recovering=lost.attempt,
+            ),
+            now,
+        )
+        if claim.outcome != "new":
+            return None
+        if lost.status == "interrupted":
             metrics().lost_runs.labels(lost.job, lost.status.value).inc()
-        return recovered
+        log.warning("recovering lost run as attempt %d", claim.run.attempt, extra={"run_id": claim.run.id})
+        self.runner.launch(claim.run, self.ledger)
+        return claim.run
 
 
 def run_forever(settings: Settings, should_stop: Callable[[], bool]) -> None:
@@ -138,6 +160,10 @@ def run_forever(settings: Settings, should_stop: Callable[[], bool]) -> None:
             log.warning("sweep skipped: %s", exc.message)
         except Exception:
             log.exception("sweep failed")
+        finally:
+            # The keeper holds a connection only while it works: between sweeps an instance's
+            # only steady one beside its web workers' is the launcher's (README, Running a fleet).
+            ledger.close()
         # Jitter keeps the instances' sweeps from arriving at the database in step.
         end = time.monotonic() + settings.heartbeat_seconds * random.uniform(0.8, 1.2)  # noqa: S311
         while not should_stop() and time.monotonic() < end:
@@ -145,6 +171,7 @@ def run_forever(settings: Settings, should_stop: Callable[[], bool]) -> None:
             # Runs counted every few seconds, not once a sweep: a scrape sees a run's end in time.
             with contextlib.suppress(ServiceError):
                 keeper._count_finished_runs()
+            ledger.close()
 
 
 def start_beside_arbiter(settings: Settings, is_draining: Callable[[int], bool]) -> int:
