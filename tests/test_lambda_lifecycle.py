@@ -4,7 +4,9 @@ The instance is a real service (gunicorn on 127.0.0.2) running real batches. EC2
 Auto Scaling are moto's emulation (`mock_aws`), since a test cannot reach AWS; moto does not
 emulate CompleteLifecycleAction or RecordLifecycleActionHeartbeat, so those two calls are
 answered and recorded, with the time they were made, at botocore's `before-call` event
-(`tests/lambda_support/fleet.py`).
+(`tests/lambda_support/fleet.py`). The tokens the hook sends are read back from a recording
+proxy in front of the instance and decoded, so their claims are pinned here, whatever the service
+checks.
 """
 
 from __future__ import annotations
@@ -226,7 +228,8 @@ def test_it_drains_with_single_use_tokens_naming_that_instance(
     with FaultProxy(instance.url) as proxy:
         instance_id = aws.instance("127.0.0.1")
         lambda_for(monkeypatch, slack, INSTANCE_PORT=str(proxy.port), TOKEN_LIFETIME_SECONDS="300")
-        run_id = start_slow_batch(instance, seconds=1.5)
+        # Long enough to outlast the EC2 look-up and the drain on a busy machine: the hook must poll.
+        run_id = start_slow_batch(instance, seconds=4)
         result = lifecycle.handler(eventbridge(instance_id, str(uuid.uuid4())), Context(remaining_seconds=60))
     assert (result["outcome"], result["instance"], result["completed"]) == ("released", "web-a", True)
     assert instance.wait_final(run_id)["status"] == "succeeded"
