@@ -67,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the whole flow locally on SQLite")
     demo.set_defaults(func=_demo)
+
+    from service.cli import backfill, schedules
+
+    schedules.add_commands(commands)
+    backfill.add_command(commands)
     return parser
 
 

@@ -12,6 +12,7 @@ from service.errors import BodyTooLarge, JobMismatch, LedgerUnavailable, Malform
 from service.ledger import ClaimRequest, Run, Status
 from service.ops.metrics import metrics, render
 from service.runs import localruns
+from service.schedules.overview import overview
 from service.slots import format_slot, parse_slot, utcnow
 from service.web.access import reads
 
@@ -78,6 +79,9 @@ def trigger(job: str) -> tuple[Response, int, dict[str, str]]:
         message = f"another slot of {job!r} is still running; this firing was recorded as skipped"
         return jsonify(error="overlap", message=message, run=body), 409, {}
     state.count_answer(200)
+    if claim.outcome == "paused":
+        # Answered as handled (200, like a duplicate): the Lambda reports success, Slack stays quiet.
+        return jsonify(body | {"duplicate": False, "paused": True}), 200, {}
     return jsonify(body | {"duplicate": True}), 200, {}
 
 
@@ -140,15 +144,53 @@ def list_runs() -> Response:
 
 @blueprint.get("/v1/jobs")
 def list_jobs() -> Response:
-    """Registered jobs with their policies and last run."""
+    """Registered jobs: policies, schedule and next due time, last run and success, pause."""
     state = _state()
     state.verifier.verify(request.headers.get("Authorization"), trigger=False)
+    now = utcnow()
     last = state.ledger.last_runs(state.registry.names())
+    pauses = state.ledger.pauses(now)
+    zone = state.settings.timezone
     jobs = [
-        spec.to_json() | {"last_run": last[spec.name].to_json() if spec.name in last else None}
+        spec.to_json() | overview(spec, zone, now, state.ledger, pauses, last.get(spec.name))
         for spec in state.registry
     ]
     return jsonify(jobs=jobs)
+
+
+@blueprint.post("/v1/jobs/<job>/pause")
+@reads("pause")
+def pause_job(job: str) -> Response:
+    """Pause the job fleet-wide: firings are answered and recorded `skipped` until resumed."""
+    state = _state()
+    body = _read_json_body()
+    reason = body.get("reason", "")
+    if not isinstance(reason, str) or len(reason) > 500:
+        raise Malformed("reason must be a text of at most 500 characters")
+    now = utcnow()
+    until = None
+    if body.get("until") is not None:
+        try:
+            until = parse_slot(body["until"])
+        except ValueError as exc:
+            raise Malformed(f"until: {exc}") from None
+        if until <= now:
+            raise Malformed("until must lie in the future")
+    pause = state.ledger.pause(job, str(g.claims.iss or "unknown"), reason, until, now)
+    state.alerts.paused(pause)
+    return jsonify(job=job, paused=True, pause=pause.to_json())
+
+
+@blueprint.post("/v1/jobs/<job>/resume")
+@reads("pause")
+def resume_job(job: str) -> Response:
+    """Lift the job's pause; `resumed` is false when it was not paused (and nothing is posted)."""
+    state = _state()
+    _read_json_body()
+    lifted = state.ledger.resume(job, utcnow())
+    if lifted is not None:
+        state.alerts.resumed(job, str(g.claims.iss or "unknown"), lifted)
+    return jsonify(job=job, paused=False, resumed=lifted is not None)
 
 
 @blueprint.get("/v1/instance")
@@ -226,8 +268,8 @@ def _time_arg(name: str) -> datetime | None:
         raise Malformed(f"{name}: {exc}") from None
 
 
-def _read_json_body() -> None:
-    """The body is ignored, but must be empty or a JSON object of reasonable size."""
+def _read_json_body() -> dict[str, Any]:
+    """The body: empty or a JSON object of reasonable size (the trigger route ignores it)."""
     length = request.content_length
     if length is not None and length > MAX_BODY_BYTES:
         raise BodyTooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")
@@ -235,10 +277,11 @@ def _read_json_body() -> None:
     if len(data) > MAX_BODY_BYTES:
         raise BodyTooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")
     if not data.strip():
-        return
+        return {}
     try:
         parsed = json.loads(data)
     except ValueError:
         raise Malformed("the body must be empty or a JSON object") from None
     if not isinstance(parsed, dict):
         raise Malformed("the body must be empty or a JSON object")
+    return parsed
