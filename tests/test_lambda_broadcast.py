@@ -205,3 +205,10 @@ def test_it_needs_a_target_group_for_broadcast_jobs() -> None:
     assert (fleet.broadcast_jobs, fleet.path_prefix, fleet.region) == ({"local-cache"}, "/batch", "us-east-1")
     with pytest.raises(ConfigurationError, match="BROADCAST_JOBS must list job names"):
         Settings.from_env(env | {"TARGET_GROUP_ARN": arn, "BROADCAST_JOBS": "Cache Clear"})
+    with pytest.raises(ConfigurationError, match="reserved"):
+        Settings.from_env(env | {"TARGET_GROUP_ARN": arn, "BROADCAST_JOBS": "local-cache, drain"})
+    with pytest.raises(ConfigurationError, match="TARGET_PATH_PREFIX") as pasted:
+        Settings.from_env(
+            env | {"TARGET_GROUP_ARN": arn, "TARGET_PATH_PREFIX": "https://u:hunter2@web/b?k=1"}
+        )
+    assert "hunter2" not in str(pasted.value) and "k=1" not in str(pasted.value)
