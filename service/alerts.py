@@ -205,8 +205,11 @@ def _code_section(title: str, body: str) -> dict[str, Any]:
     while len(escaped) > room and len(lines) > 1:
         lines.pop(0)
         escaped = "…\n" + slack_escape("\n".join(lines))
-    tail = lines[-1] if lines else ""
-    while len(escaped) > room:  # one line longer than the section: keep its end
-        tail = tail[len(slack_escape(tail)) - (room - 1) :]
-        escaped = "…" + slack_escape(tail)
+    if len(escaped) > room:  # one line longer than the section: keep as much of its end as fits
+        tail, size = lines[-1], 0
+        start = len(tail)
+        while start > 0 and size + len(slack_escape(tail[start - 1])) <= room - 1:
+            start -= 1
+            size += len(slack_escape(tail[start]))
+        escaped = "…" + slack_escape(tail[start:])
     return {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*\n```{escaped}```"}}
