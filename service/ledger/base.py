@@ -11,8 +11,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from service.errors import TokenReplayed
+from service.ledger.clock import Moment
 from service.ledger.records import ACTIVE, Claim, ClaimRequest, LogPage, Pause, Run, Status
-from service.slots import format_slot
+from service.slots import format_slot, utcnow
 
 
 class Ledger(ABC):
@@ -93,25 +94,30 @@ class Ledger(ABC):
         if not self._insert_token(jti, expires_at):
             raise TokenReplayed("this token was already used; mint a fresh one")
 
-    def start(self, run_id: str, instance: str, now: datetime, lease: timedelta) -> Run | None:
-        """Move an accepted run to running on this instance, with a first lease."""
+    def start(self, run_id: str, instance: str, now: datetime | None, lease: timedelta) -> Run | None:
+        """Move an accepted run to running on this instance with a first lease (`now` None: see renew)."""
+        at = self._clock(now)
         return self._transition(
             run_id,
             {Status.ACCEPTED},
             status=Status.RUNNING,
             instance=instance,
-            started_at=now,
-            heartbeat_at=now,
-            lease_until=now + lease,
+            started_at=at,
+            heartbeat_at=at,
+            lease_until=at + lease,
         )
 
-    def heartbeat(self, run_id: str, now: datetime, lease: timedelta) -> bool:
+    def heartbeat(self, run_id: str, now: datetime | None, lease: timedelta) -> bool:
         """Renew a running run's lease; False when the run is no longer running (stop it)."""
         return run_id in self.renew([run_id], now, lease)
 
-    def renew(self, run_ids: Sequence[str], now: datetime, lease: timedelta) -> set[str]:
-        """Renew the leases of many running runs in one statement; the ids still running (ours)."""
-        return self._renew_leases(run_ids, now, now + lease) if run_ids else set()
+    def renew(self, run_ids: Sequence[str], now: datetime | None, lease: timedelta) -> set[str]:
+        """Renew the leases of many running runs in one statement; the ids still running (ours).
+
+        `now` None: the store's clock (see service.ledger.clock), as every lease should be renewed.
+        """
+        at = self._clock(now)
+        return self._renew_leases(run_ids, at, at + lease) if run_ids else set()
 
     def active_on(self, instance: str) -> list[Run]:
         """The accepted and running runs of `instance` (what its launcher adopts or left behind)."""
@@ -138,11 +144,13 @@ class Ledger(ABC):
         return self._transition(run_id, set(ACTIVE), status=status, finished_at=now, error=_short(error))
 
     def expire_leases(
-        self, now: datetime, accept_timeout: timedelta, margin: timedelta = timedelta(0)
+        self, now: datetime | None, accept_timeout: timedelta, margin: timedelta = timedelta(0)
     ) -> list[Run]:
         """Mark runs whose lease ended more than `margin` ago `abandoned` (and runs accepted longer
-        than `accept_timeout` ago); return them. The margin is the fencing's: see service.runs.fencing."""
-        return self._abandon_expired(now, now - accept_timeout, now - margin)
+        than `accept_timeout` ago); return them. The margin is the fencing's: see service.runs.fencing.
+        `now` None: judged on the store's clock, the one the leases were written with."""
+        at = self._clock(now)
+        return self._abandon_expired(at, at - accept_timeout, at - margin)
 
     def recoverable(self, since: datetime) -> list[Run]:
         """Abandoned or interrupted runs, ended since `since`, that are still their slot's latest attempt."""
@@ -245,6 +253,10 @@ class Ledger(ABC):
         """The newest run of each named job that has one."""
         return self._select_last_runs(jobs) if jobs else {}
 
+    def _clock(self, now: datetime | None) -> Moment:
+        """`now`, or (None) the store's own time: this host's clock unless a backend shares one."""
+        return utcnow() if now is None else now
+
     @abstractmethod
     def ensure_schema(self) -> None:
         """Create or migrate the schema; safe to call from many processes at once."""
@@ -277,12 +289,10 @@ class Ledger(ABC):
         """Apply changes only if the run's status is in `allowed`; the updated run or None."""
 
     @abstractmethod
-    def _abandon_expired(
-        self, now: datetime, accepted_before: datetime, expired_before: datetime
-    ) -> list[Run]: ...
+    def _abandon_expired(self, now: Moment, accepted_before: Moment, expired_before: Moment) -> list[Run]: ...
 
     @abstractmethod
-    def _renew_leases(self, run_ids: Sequence[str], now: datetime, until: datetime) -> set[str]: ...
+    def _renew_leases(self, run_ids: Sequence[str], now: Moment, until: Moment) -> set[str]: ...
 
     @abstractmethod
     def _select_active_on(self, instance: str) -> list[Run]: ...

@@ -106,6 +106,11 @@ _CONNECT_DEFAULTS = {
 class PostgresLedger(SqlLedger):
     """The ledger in a PostgreSQL database; claims of one job serialise across the fleet."""
 
+    # Leases are written and judged on the database's clock, one for the whole fleet: an instance
+    # whose clock is off cannot abandon a live run (service.ledger.clock). The statement's start,
+    # not clock_timestamp(): every time one statement writes is the same.
+    _store_now_sql = "statement_timestamp()"
+
     def __init__(self, url: str) -> None:
         super().__init__()
         try:

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from service.ledger.base import Ledger
+from service.ledger.clock import Moment, StoreTime
 from service.ledger.records import Pause, Run, Status
 
 COLUMNS = (
@@ -58,6 +59,10 @@ CREATE INDEX IF NOT EXISTS missed_slots_alerted ON missed_slots (alerted_at);
 class SqlLedger(Ledger):
     """Implements the ledger primitives with portable SQL; backends supply a connection."""
 
+    #: SQL for the store's own time, where a backend judges leases by it (PostgreSQL); None: this
+    #: host's clock (service.ledger.clock).
+    _store_now_sql: str | None = None
+
     def __init__(self) -> None:
         self._local = threading.local()
         self._pid = os.getpid()
@@ -83,6 +88,18 @@ class SqlLedger(Ledger):
             self._inherited.append(self._local)
             self._local, self._pid = threading.local(), os.getpid()
         return self._local
+
+    def _clock(self, now: datetime | None) -> Moment:
+        if now is None and self._store_now_sql is not None:
+            return StoreTime()
+        return super()._clock(now)
+
+    def _time_sql(self, value: Moment) -> tuple[str, Any]:
+        """A time as SQL and its one parameter: a bound value, or the store's clock plus an offset."""
+        if isinstance(value, StoreTime):
+            assert self._store_now_sql is not None
+            return f"({self._store_now_sql} + ?)", value.offset
+        return "?", self._encode_time(value)
 
     @abstractmethod
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -139,35 +156,44 @@ class SqlLedger(Ledger):
         return bool(rows)
 
     def _transition(self, run_id: str, allowed: set[Status], **changes: Any) -> Run | None:
-        assignments = ", ".join(f"{name} = ?" for name in changes)
+        assignments, args = [], []
+        for name, value in changes.items():
+            if isinstance(value, StoreTime):
+                sql, arg = self._time_sql(value)
+            else:
+                sql, arg = "?", self._encode(name, value)
+            assignments.append(f"{name} = {sql}")
+            args.append(arg)
         statuses = ", ".join("?" for _ in allowed)
         rows = self._query(
-            f"UPDATE runs SET {assignments} WHERE id = ? AND status IN ({statuses}){_RETURNING}",
-            [self._encode(n, v) for n, v in changes.items()] + [run_id, *map(str, allowed)],
+            f"UPDATE runs SET {', '.join(assignments)} WHERE id = ? AND status IN ({statuses}){_RETURNING}",
+            [*args, run_id, *map(str, allowed)],
         )
         return self._run(rows[0]) if rows else None
 
-    def _abandon_expired(
-        self, now: datetime, accepted_before: datetime, expired_before: datetime
-    ) -> list[Run]:
+    def _abandon_expired(self, now: Moment, accepted_before: Moment, expired_before: Moment) -> list[Run]:
         # One UPDATE decides: where several instances sweep at once, each run changes once.
         # `expired_before` is the lease's end plus the fencing margin: a batch whose lease ran
         # out has stopped itself by then (service.runs.fencing).
+        (now_sql, now_arg), (expired_sql, expired_arg), (accepted_sql, accepted_arg) = map(
+            self._time_sql, (now, expired_before, accepted_before)
+        )
         rows = self._query(
-            "UPDATE runs SET status = 'abandoned', finished_at = ?,"
+            f"UPDATE runs SET status = 'abandoned', finished_at = {now_sql},"
             " error = 'lease expired: instance ' || COALESCE(instance, '?') || ' stopped renewing it'"
-            " WHERE (status = 'running' AND lease_until < ?)"
-            " OR (status = 'accepted' AND created_at < ?)" + _RETURNING,
-            (self._encode_time(now), self._encode_time(expired_before), self._encode_time(accepted_before)),
+            f" WHERE (status = 'running' AND lease_until < {expired_sql})"
+            f" OR (status = 'accepted' AND created_at < {accepted_sql})" + _RETURNING,
+            (now_arg, expired_arg, accepted_arg),
         )
         return [self._run(row) for row in rows]
 
-    def _renew_leases(self, run_ids: Sequence[str], now: datetime, until: datetime) -> set[str]:
+    def _renew_leases(self, run_ids: Sequence[str], now: Moment, until: Moment) -> set[str]:
         marks = ", ".join("?" for _ in run_ids)
+        (now_sql, now_arg), (until_sql, until_arg) = self._time_sql(now), self._time_sql(until)
         rows = self._query(
-            f"UPDATE runs SET heartbeat_at = ?, lease_until = ? WHERE id IN ({marks}) AND status = 'running'"
-            " RETURNING id",
-            [self._encode_time(now), self._encode_time(until), *run_ids],
+            f"UPDATE runs SET heartbeat_at = {now_sql}, lease_until = {until_sql}"
+            f" WHERE id IN ({marks}) AND status = 'running' RETURNING id",
+            [now_arg, until_arg, *run_ids],
         )
         return {row[0] for row in rows}
 

@@ -63,7 +63,9 @@ class Keeper:
         result = Sweep()
         self._count_finished_runs()
         lease = timedelta(seconds=self.settings.lease_seconds)
-        result.abandoned = self.ledger.expire_leases(now, accept_timeout=lease)
+        # Judged on the ledger's clock, the one the leases were written with (service.ledger.clock):
+        # this host's clock, however far off, never decides that a run elsewhere is lost.
+        result.abandoned = self.ledger.expire_leases(None, accept_timeout=lease)
         for run in result.abandoned:
             log.warning("run abandoned: %s", run.error, extra={"run_id": run.id, "job": run.job})
             metrics().lost_runs.labels(run.job, run.status.value).inc()

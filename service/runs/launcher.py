@@ -160,7 +160,8 @@ class Launcher:
             return
         renewed_at = time.monotonic()
         try:
-            run = self.ledger.start(run_id, self.settings.instance_id, utcnow(), self.lease)
+            # None: the lease is on the ledger's clock (the database's on PostgreSQL), never ours.
+            run = self.ledger.start(run_id, self.settings.instance_id, None, self.lease)
         except LedgerUnavailable as exc:
             log.warning("cannot start the run yet: %s", exc.message, extra={"run_id": run_id})
             self.waiting.add(run_id)
@@ -239,7 +240,7 @@ class Launcher:
             return
         renewed_at = time.monotonic()
         try:
-            ours = self.ledger.renew(ids, utcnow(), self.lease)
+            ours = self.ledger.renew(ids, None, self.lease)  # on the ledger's clock, as at start
         except LedgerUnavailable as exc:
             log.warning("heartbeat failed; retrying: %s", exc.message)
             self.next_beat = time.monotonic() + RETRY_SECONDS
