@@ -53,6 +53,12 @@ class UnknownJob(ServiceError):
     status, code = 404, "unknown_job"
 
 
+class UntilPassed(ServiceError):
+    """A pause asked to end at a time already past: it would end before it began."""
+
+    status, code = 409, "until_passed"
+
+
 class RunNotFound(ServiceError):
     status, code = 404, "not_found"
 

@@ -167,7 +167,9 @@ def test_it_refuses_a_pause_without_the_jobs_token(live: LiveService) -> None:
     assert client.request("POST", url, live.read_token(), b"{}").status == 403
     token = live.mint("nightly")
     past = client.request("POST", url, token, b'{"until": "2020-01-01T00:00:00Z"}')
-    assert (past.status, past.body["error"]) == (400, "malformed")
+    assert (past.status, past.body["error"]) == (409, "until_passed")
+    garbled = client.request("POST", url, live.mint("nightly"), b'{"until": "tomorrow"}')
+    assert (garbled.status, garbled.body["error"]) == (400, "malformed")
     assert client.request("POST", f"{live.url}/v1/jobs/nope/pause", live.mint("nope"), b"{}").status == 404
 
 

@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 
-from service.errors import BodyTooLarge, JobMismatch, LedgerUnavailable, Malformed, RunNotFound, ServiceError
+from service.errors import (
+    BodyTooLarge,
+    JobMismatch,
+    LedgerUnavailable,
+    Malformed,
+    RunNotFound,
+    ServiceError,
+    UntilPassed,
+)
 from service.ledger import ClaimRequest, Run, Status
 from service.ops.metrics import metrics, render
 from service.runs import localruns
@@ -167,6 +175,8 @@ def pause_job(job: str) -> Response:
     reason = body.get("reason", "")
     if not isinstance(reason, str) or len(reason) > 500:
         raise Malformed("reason must be a text of at most 500 characters")
+    # Free text for people: what no ledger can store (NUL, lone surrogates) is dropped, not refused.
+    reason = reason.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
     now = utcnow()
     until = None
     if body.get("until") is not None:
@@ -175,7 +185,7 @@ def pause_job(job: str) -> Response:
         except ValueError as exc:
             raise Malformed(f"until: {exc}") from None
         if until <= now:
-            raise Malformed("until must lie in the future")
+            raise UntilPassed(f"until {format_slot(until)} has passed: the pause would end before it began")
     pause = state.ledger.pause(job, str(g.claims.iss or "unknown"), reason, until, now)
     state.alerts.paused(pause)
     return jsonify(job=job, paused=True, pause=pause.to_json())
