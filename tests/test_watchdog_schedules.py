@@ -1,10 +1,11 @@
-"""The watchdog expects slots as EventBridge Scheduler fires them: across DST changes, not while paused."""
+"""The watchdog expects slots as EventBridge Scheduler fires them: across DST changes, not while paused.
+
+On both ledgers (the `ledger` fixture of tests/support/ledgers.py).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,7 +14,7 @@ from freezegun import freeze_time
 from service.alerts import Alerts
 from service.config import Secret
 from service.jobs import JobSpec, Registry
-from service.ledger import ClaimRequest, Ledger, Status, open_ledger
+from service.ledger import ClaimRequest, Ledger, Status
 from service.ops.watchdog import Watchdog
 from service.slots import parse_slot, utcnow
 from tests.support.slack import SlackReceiver
@@ -25,15 +26,6 @@ AFTER = ["2026-11-02T06:30:00Z", "2026-11-03T06:30:00Z", "2026-11-04T06:30:00Z",
 
 def _noop(ctx: object) -> None:
     return None
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    """A real SQLite ledger in a temporary file."""
-    opened = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
-    opened.ensure_schema()
-    yield opened
-    opened.close()
 
 
 def _watchdog(ledger: Ledger, slack: SlackReceiver, schedule: str) -> Watchdog:
