@@ -1,15 +1,15 @@
-"""Slack alerts through an incoming webhook; a failing Slack never fails or blocks a run."""
+"""Slack alerts through an incoming webhook; a failing or silent Slack never fails or blocks a run."""
 
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from service.config import Secret
 from service.ledger import Pause, Run
+from service.outbox import Outbox
 from service.slots import format_slot
 
 log = logging.getLogger("batch_trigger.alerts")
@@ -28,12 +28,21 @@ _ICONS = {
 
 
 class Alerts:
-    """Posts run alerts to Slack; without a webhook URL it only logs them."""
+    """Posts run alerts to Slack; without a webhook URL it only logs them.
 
-    def __init__(self, webhook_url: Secret | None, timezone: ZoneInfo, instance: str) -> None:
+    `queued`: every alert goes through the outbox (bounded, in order, one sender thread), so the
+    caller never waits on Slack: what the keeper uses. Otherwise `send` and the methods built on
+    it wait for Slack's answer, and only the web request's alerts go through the outbox.
+    """
+
+    def __init__(
+        self, webhook_url: Secret | None, timezone: ZoneInfo, instance: str, *, queued: bool = False
+    ) -> None:
         self._url = webhook_url
         self._timezone = timezone
         self._instance = instance
+        self._queued = queued
+        self.outbox = Outbox(self.deliver)
 
     def run_ended(self, run: Run, excerpt: str = "") -> bool:
         """Alert that a run ended badly (failed, timed out, abandoned, interrupted); waits.
@@ -112,11 +121,17 @@ class Alerts:
             {"type": "context", "elements": [{"type": "mrkdwn", "text": f"`{hint}`"}]},
         ]
         text = f"{icon} batch-trigger: {headline}: {detail}"
-        threading.Thread(target=self.send, args=(text, blocks), name="slack-notice", daemon=True).start()
+        self._enqueue(text, blocks)
 
     def send(self, text: str, blocks: list[dict[str, Any]]) -> bool:
-        """Post one message with bounded retries; False (and a log line) when Slack failed."""
+        """Post one message (queued: hand it to the outbox); False, with a log line, when that failed."""
+        if self._queued:
+            return self._enqueue(text, blocks)
         log.warning("alert: %s", text.splitlines()[0])
+        return self.deliver(text, blocks)
+
+    def deliver(self, text: str, blocks: list[dict[str, Any]]) -> bool:
+        """Post one message now, with bounded retries; False (and a log line) when Slack failed."""
         if self._url is None:
             return False
         from slack_sdk.http_retry.builtin_handlers import (
@@ -146,8 +161,11 @@ class Alerts:
         return True
 
     def _in_background(self, run: Run, headline: str) -> None:
-        text, blocks = self._message(run, headline)
-        threading.Thread(target=self.send, args=(text, blocks), name="slack-alert", daemon=True).start()
+        self._enqueue(*self._message(run, headline))
+
+    def _enqueue(self, text: str, blocks: list[dict[str, Any]]) -> bool:
+        log.warning("alert: %s", text.splitlines()[0])
+        return self._url is None or self.outbox.put(text, blocks)
 
     def _message(
         self, run: Run, headline: str, excerpt: str = "", icon: str | None = None

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from service.alerts import Alerts
+from service.alerts import SEND_TIMEOUT_SECONDS, Alerts
 from service.config import Settings
 from service.errors import ServiceError, UnknownJob
 from service.jobs import Registry, load_jobs
@@ -59,7 +59,7 @@ class Keeper:
         self._counted_until = utcnow()
 
     def sweep(self, now: datetime) -> Sweep:
-        """Mark expired leases abandoned (and alert), then start the next attempt of lost runs."""
+        """Mark expired leases abandoned, start the next attempt of lost runs, then queue the alerts."""
         result = Sweep()
         self._count_finished_runs()
         lease = timedelta(seconds=self.settings.lease_seconds)
@@ -70,11 +70,14 @@ class Keeper:
             log.warning("run abandoned: %s", run.error, extra={"run_id": run.id, "job": run.job})
             metrics().lost_runs.labels(run.job, run.status.value).inc()
             metrics().run_ended(run)
-            self.alerts.run_ended(run)
         for lost in self.ledger.recoverable(since=now - RECOVERY_WINDOW):
             recovered = self._recover(lost, now)
             if recovered is not None:
                 result.recovered.append(recovered)
+        # Recovery first, alerts after, and only queued (the keeper's Alerts are): a Slack that
+        # accepts and never answers delays neither a next attempt nor the next sweep.
+        for run in result.abandoned:
+            self.alerts.run_ended(run)
         for pause in self.ledger.expire_pauses(now):
             # `--until` came: the job fires again already; one keeper of the fleet says so once.
             log.info("job %s resumed: its pause ended", pause.job, extra={"job": pause.job})
@@ -174,6 +177,8 @@ def run_forever(settings: Settings, should_stop: Callable[[], bool]) -> None:
             with contextlib.suppress(ServiceError):
                 keeper._count_finished_runs()
             ledger.close()
+    # What is still queued gets a last chance; what Slack does not take by then is logged.
+    keeper.alerts.outbox.close(timeout=SEND_TIMEOUT_SECONDS)
 
 
 def start_beside_arbiter(settings: Settings, is_draining: Callable[[int], bool]) -> int:
@@ -198,7 +203,7 @@ def start_beside_arbiter(settings: Settings, is_draining: Callable[[int], bool])
 
 
 def _alerts(settings: Settings) -> Alerts:
-    return Alerts(settings.slack_webhook_url, settings.timezone, settings.instance_id)
+    return Alerts(settings.slack_webhook_url, settings.timezone, settings.instance_id, queued=True)
 
 
 def _sleep_unless(should_stop: Callable[[], bool], seconds: float) -> None:
