@@ -63,6 +63,8 @@ class Settings:
     signing_kid: str | None = None
     app_url: str = "http://127.0.0.1:8000"
     log_level: int = logging.INFO
+    #: PostgreSQL: the launcher's session proves its instance alive (off behind transaction pooling).
+    launcher_lock: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -92,6 +94,7 @@ class Settings:
             signing_kid=env.get("TRIGGER_KID") or None,
             app_url=env.get("BATCH_TRIGGER_URL", "http://127.0.0.1:8000").rstrip("/"),
             log_level=_log_level(env.get("LOG_LEVEL")),
+            launcher_lock=_switch(env, "LAUNCHER_LOCK", True),
         )
         if settings.heartbeat_seconds >= settings.lease_seconds:
             raise ConfigError(
@@ -184,6 +187,15 @@ def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int, m
     if not minimum <= value <= maximum:
         raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {value}")
     return value
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("on", "off"):
+        raise ConfigError(f"{name} must be on or off, got {raw!r}")
+    return raw == "on"
 
 
 def _seconds(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:

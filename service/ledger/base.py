@@ -253,6 +253,28 @@ class Ledger(ABC):
         """The newest run of each named job that has one."""
         return self._select_last_runs(jobs) if jobs else {}
 
+    # Launcher liveness (service.runs.launcher): a backend whose sessions die with their process
+    # (PostgreSQL) lets a launcher's session prove its instance alive. Without one (SQLite: one
+    # host, whose keeper sees the launcher's restart), every run falls back to its lease.
+    def hold_launcher_lock(self, instance: str) -> bool:
+        """Take (or keep) the instance's launcher lock on this process's session; False if held elsewhere."""
+        return True
+
+    def launcher_session_fd(self) -> int | None:
+        """The socket of the session holding the launcher lock (readable when the server ends it)."""
+        return None
+
+    def launcher_locks(self, grace: timedelta) -> dict[str, bool | None]:
+        """Per instance with running runs: its launcher lock held (True), free (False), or not to be
+        judged (None: the database restarted less than `grace` ago). Empty when unsupported."""
+        return {}
+
+    def abandon_without_launcher(
+        self, instances: Sequence[str], now: datetime, grace: timedelta
+    ) -> list[Run]:
+        """Mark the running runs of these instances `abandoned` if their launcher lock is still free."""
+        return []
+
     def _clock(self, now: datetime | None) -> Moment:
         """`now`, or (None) the store's own time: this host's clock unless a backend shares one."""
         return utcnow() if now is None else now

@@ -6,7 +6,7 @@ import hashlib
 import select
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,7 +15,8 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from service.errors import ConfigError, LedgerUnavailable
-from service.ledger.sql import INDEXES_3, SqlLedger
+from service.ledger.records import Run
+from service.ledger.sql import COLUMNS, INDEXES_3, SqlLedger
 
 SCHEMA_VERSION = 3
 # Migration N brings the schema from version N - 1 to N; each is idempotent, and all run inside
@@ -172,6 +173,52 @@ class PostgresLedger(SqlLedger):
             cursor.execute(_pyformat(sql), tuple(args))
             return cursor.fetchall() if cursor.description is not None else []
 
+    def hold_launcher_lock(self, instance: str) -> bool:
+        """Take (or keep) the instance's session advisory lock: freed the moment this session ends."""
+        conn = self._connection()  # a new session if the server ended the last one: lock again
+        state = self._state()
+        if getattr(state, "launcher_lock", None) is conn:
+            return True
+        with self._errors():
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (launcher_key(instance),)).fetchone()
+        if row is not None and row[0]:
+            state.launcher_lock = conn
+            return True
+        return False
+
+    def launcher_session_fd(self) -> int | None:
+        """The socket of the session that holds the launcher lock, if one does."""
+        conn = getattr(self._state(), "launcher_lock", None)
+        if conn is None or conn.closed:
+            return None
+        fd: int = conn.pgconn.socket
+        return fd
+
+    def launcher_locks(self, grace: timedelta) -> dict[str, bool | None]:
+        """Per instance with running runs: launcher lock held, free, or None within `grace` of a restart."""
+        rows = self._query(
+            f"SELECT instance, bool_or({_LOCK_FREE}), bool_or({_JUDGEABLE}) FROM runs"
+            " WHERE status = 'running' AND instance IS NOT NULL GROUP BY instance",
+            (grace.total_seconds(),),
+        )
+        return {instance: (None if not judgeable else not free) for instance, free, judgeable in rows}
+
+    def abandon_without_launcher(
+        self, instances: Sequence[str], now: datetime, grace: timedelta
+    ) -> list[Run]:
+        """Abandon the running runs of these instances, in one statement that checks the lock again."""
+        if not instances:
+            return []
+        marks = ", ".join("?" for _ in instances)
+        rows = self._query(
+            "UPDATE runs SET status = 'abandoned', finished_at = ?,"
+            " error = 'instance ' || instance || ' is gone: its launcher''s database session ended'"
+            f" WHERE status = 'running' AND instance IN ({marks}) AND {_LAUNCHER_GONE}"
+            f" RETURNING {', '.join(COLUMNS)}",
+            (self._encode_time(now), *instances, grace.total_seconds()),
+        )
+        return [self._run(row) for row in rows]
+
     def _encode_time(self, value: datetime) -> datetime:
         return value.astimezone(UTC)
 
@@ -203,6 +250,26 @@ class PostgresLedger(SqlLedger):
             if self._password:
                 detail = detail.replace(self._password, "***")
             raise LedgerUnavailable(f"PostgreSQL ledger unavailable ({self._target}): {detail}") from exc
+
+
+def launcher_key(instance: str) -> int:
+    """The instance's launcher lock: a signed 64-bit key, the same as `_LAUNCHER_KEY` computes in SQL."""
+    digest = hashlib.md5(f"batch-trigger launcher:{instance}".encode(), usedforsecurity=False).hexdigest()
+    return int.from_bytes(bytes.fromhex(digest[:16]), "big", signed=True)
+
+
+_LAUNCHER_KEY = "('x' || substr(md5('batch-trigger launcher:' || instance), 1, 16))::bit(64)::bigint"
+# A one-key advisory lock shows in pg_locks as classid = high 32 bits, objid = low 32 bits,
+# objsubid = 1. Right after the server (re)starts every lock is free: no judgement until the
+# launchers had `grace` seconds to reconnect and lock again.
+_LOCK_FREE = (
+    "NOT EXISTS (SELECT 1 FROM pg_locks AS l WHERE l.locktype = 'advisory' AND l.granted"
+    " AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    f" AND l.classid = (({_LAUNCHER_KEY} >> 32) & 4294967295)::oid"
+    f" AND l.objid = ({_LAUNCHER_KEY} & 4294967295)::oid)"
+)
+_JUDGEABLE = "pg_postmaster_start_time() < now() - make_interval(secs => ?)"
+_LAUNCHER_GONE = f"{_LOCK_FREE} AND {_JUDGEABLE}"
 
 
 def _went_away(conn: psycopg.Connection[Any]) -> bool:

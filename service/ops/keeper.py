@@ -19,12 +19,13 @@ from datetime import datetime, timedelta
 
 from service.alerts import SEND_TIMEOUT_SECONDS, Alerts
 from service.config import Settings
-from service.errors import ServiceError, UnknownJob
+from service.errors import ServiceError
 from service.jobs import Registry, load_jobs
-from service.ledger import FAILURES, ClaimRequest, Ledger, Run, Status, open_ledger
+from service.ledger import FAILURES, Ledger, Run, Status, open_ledger
 from service.ops.metrics import metrics
 from service.ops.watchdog import Missed, Watchdog
-from service.runs.runner import Runner
+from service.runs import fencing
+from service.runs.claim_and_launch import ClaimAndLaunch
 from service.slots import utcnow
 
 log = logging.getLogger("batch_trigger.keeper")
@@ -33,6 +34,14 @@ RECOVERY_WINDOW = timedelta(days=2)
 PRUNE_EVERY = timedelta(hours=1)
 #: How often the runs this instance finished are counted into /metrics (well inside a scrape interval).
 COUNT_EVERY = 5.0
+#: PostgreSQL: an instance whose launcher lock was seen free this long (in two looks, COUNT_EVERY
+#: apart) is gone; its runs are abandoned and run again at once, without waiting for their lease.
+#: Longer than service.runs.launcher.LOCK_LOSS_LIMIT: a live launcher that lost its session has
+#: stopped its batches by then.
+LAUNCHER_GONE_AFTER = 4.0
+#: ... but never within this long of the database's (re)start: every lock is free then, and the
+#: launchers take theirs back first (they retry every second).
+RESTART_GRACE = timedelta(seconds=10)
 
 
 @dataclass
@@ -53,9 +62,11 @@ class Keeper:
         self.registry = registry
         self.ledger = ledger
         self.alerts = alerts
-        self.runner = Runner(settings, registry, alerts)
+        self.launching = ClaimAndLaunch(ledger, registry, settings.instance_id, settings.run_dir)
         self.watchdog = Watchdog(registry, ledger, alerts, settings.timezone)
         self._next_prune: datetime | None = None
+        self._held_by: set[str] = set()  # instances seen holding their launcher lock
+        self._free_since: dict[str, float] = {}
         self._counted_until = utcnow()
 
     def sweep(self, now: datetime) -> Sweep:
@@ -65,7 +76,9 @@ class Keeper:
         lease = timedelta(seconds=self.settings.lease_seconds)
         # Judged on the ledger's clock, the one the leases were written with (service.ledger.clock):
         # this host's clock, however far off, never decides that a run elsewhere is lost.
-        result.abandoned = self.ledger.expire_leases(None, accept_timeout=lease)
+        # Only once the fencing margin has passed too: a batch whose lease ran out has stopped by then.
+        margin = timedelta(seconds=fencing.margin(self.settings.lease_seconds))
+        result.abandoned = self.ledger.expire_leases(None, accept_timeout=lease, margin=margin)
         for run in result.abandoned:
             log.warning("run abandoned: %s", run.error, extra={"run_id": run.id, "job": run.job})
             metrics().lost_runs.labels(run.job, run.status.value).inc()
@@ -103,6 +116,39 @@ class Keeper:
             if run.finished_at is not None:
                 self._counted_until = max(self._counted_until, run.finished_at)
 
+    def check_launchers(self, now: datetime) -> list[Run]:
+        """PostgreSQL: abandon, alert and run again the runs of instances whose launcher is gone.
+
+        Only instances this keeper saw holding their lock are judged (an instance of an older
+        release, or with LAUNCHER_LOCK=off, never holds one), and only after the lock stayed free
+        for LAUNCHER_GONE_AFTER; a vanished host whose session the server still keeps open
+        is left to its lease.
+        """
+        if not self.settings.launcher_lock:
+            return []
+        locks = self.ledger.launcher_locks(RESTART_GRACE)
+        moment = time.monotonic()
+        self._held_by |= {instance for instance, held in locks.items() if held}
+        for instance in list(self._free_since):
+            if locks.get(instance) is not False:
+                del self._free_since[instance]
+        gone = []
+        for instance, held in locks.items():
+            if held is False and instance in self._held_by and instance != self.settings.instance_id:
+                since = self._free_since.setdefault(instance, moment)
+                if moment - since >= LAUNCHER_GONE_AFTER:
+                    gone.append(instance)
+        abandoned = self.ledger.abandon_without_launcher(gone, now, RESTART_GRACE)
+        for run in abandoned:
+            log.warning("run abandoned: %s", run.error, extra={"run_id": run.id, "job": run.job})
+            metrics().lost_runs.labels(run.job, run.status.value).inc()
+            metrics().run_ended(run)
+        for run in abandoned:
+            self._recover(run, now)
+        for run in abandoned:
+            self.alerts.run_ended(run)
+        return abandoned
+
     def seed_metrics(self) -> None:
         """Every job's series at zero, then its last success and failure as the ledger knows them
         fleet-wide, so a restarted instance does not report a job as never having succeeded."""
@@ -114,35 +160,10 @@ class Keeper:
                     counters.run_ended(run)
 
     def _recover(self, lost: Run, now: datetime) -> Run | None:
-        try:
-            spec = self.registry.get(lost.job)
-        except UnknownJob:
-            return None
-        # A broadcast run belonged to its instance (its cache, its files): no other can redo it.
-        if lost.target or not spec.retry_abandoned or lost.attempt >= spec.max_attempts:
-            return None
-        claim = self.ledger.claim(
-            ClaimRequest(
-                job=lost.job,
-                slot=lost.slot,
-                trigger="schedule" if lost.trigger == "schedule" else "manual",
-                instance=self.settings.instance_id,
-                # A recovery waits for a running slot of its job instead of being skipped.
-                overlap="defer" if spec.overlap == "forbid" else "allow",
-                force=True,
-                event_id=lost.event_id,
-                params=lost.params,
-                recovering=lost.attempt,
-            ),
-            now,
-        )
-        if claim.outcome != "new":
-            return None
-        if lost.status == "interrupted":
+        recovered = self.launching.recover(lost, now)
+        if recovered is not None and lost.status == "interrupted":
             metrics().lost_runs.labels(lost.job, lost.status.value).inc()
-        log.warning("recovering lost run as attempt %d", claim.run.attempt, extra={"run_id": claim.run.id})
-        self.runner.launch(claim.run, self.ledger)
-        return claim.run
+        return recovered
 
 
 def run_forever(settings: Settings, should_stop: Callable[[], bool]) -> None:
@@ -176,6 +197,7 @@ def run_forever(settings: Settings, should_stop: Callable[[], bool]) -> None:
             # Runs counted every few seconds, not once a sweep: a scrape sees a run's end in time.
             with contextlib.suppress(ServiceError):
                 keeper._count_finished_runs()
+                keeper.check_launchers(utcnow())  # and dead instances found in seconds
             ledger.close()
     # What is still queued gets a last chance; what Slack does not take by then is logged.
     keeper.alerts.outbox.close(timeout=SEND_TIMEOUT_SECONDS)

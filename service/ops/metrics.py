@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -95,9 +96,19 @@ class Metrics:
             self.last_failure.labels(job)
 
 
-@cache
+_CREATING = threading.Lock()
+
+
 def metrics() -> Metrics:
     """This process's metric objects, created on first use (nothing is registered at import)."""
+    # Threaded workers (gthread, a threaded host app) ask at once on their first requests: two
+    # threads creating the families would register them twice, and the second raises (a 500).
+    with _CREATING:
+        return _create_metrics()
+
+
+@cache
+def _create_metrics() -> Metrics:
     from prometheus_client import Counter, Gauge, Histogram
 
     return Metrics(

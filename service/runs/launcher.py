@@ -40,6 +40,12 @@ from service.slots import utcnow
 log = logging.getLogger("batch_trigger.runner")
 #: How often an outcome or a start the ledger refused is tried again; heartbeats too, after a failure.
 RETRY_SECONDS = 1.0
+#: PostgreSQL: a launcher that lost its session, while the database itself answers, stops its
+#: batches after this long without its lock; other keepers judge only after the lock was seen
+#: free for `service.ops.keeper.LAUNCHER_GONE_AFTER` (longer), so they never overlap.
+LOCK_LOSS_LIMIT = 2.0
+# What a PostgreSQL server that is down or restarting answers (nobody can judge a lock then).
+_DATABASE_DOWN = ("connection refused", "starting up", "shutting down", "not yet accepting", "recovery mode")
 
 
 class Launcher:
@@ -61,6 +67,8 @@ class Launcher:
         self.next_beat = 0.0
         self.next_retry = 0.0
         self.announcers: list[int] = []
+        self.lock_lost_at: float | None = None
+        self.database_down = False
         self.sock = handoff.listen(settings.run_dir, settings.instance_id)
 
     def serve(self, wake: list[int], stop_reason: Callable[[], str | None]) -> None:
@@ -83,9 +91,12 @@ class Launcher:
     def _tick(self, wake: list[int]) -> None:
         now = time.monotonic()
         due = [self.next_beat, *(b.next_due() for b in self.batches.values())]
-        if self.unrecorded or self.waiting:
+        if self.unrecorded or self.waiting or self.lock_lost_at is not None:
             due.append(self.next_retry)
         watched = [self.sock.fileno(), *wake]
+        session = self.ledger.launcher_session_fd() if self.lock_lost_at is None else None
+        if session is not None:
+            watched.append(session)  # readable when the server ends the session: lock again at once
         for batch in self.batches.values():
             watched += batch.fds()
         timeout = min(due) - now
@@ -96,6 +107,8 @@ class Launcher:
             if wake[0] in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(wake[0], 512)  # the signal wake-up bytes
+            if session is not None and session in ready:
+                self._locked()
         for run_id in handoff.receive(self.sock):
             self._start(run_id)
         for batch in list(self.batches.values()):
@@ -108,8 +121,9 @@ class Launcher:
         now = time.monotonic()
         if now >= self.next_beat:
             self._beat()
-        if (self.unrecorded or self.waiting) and now >= self.next_retry:
+        if (self.unrecorded or self.waiting or self.lock_lost_at is not None) and now >= self.next_retry:
             self.next_retry = now + RETRY_SECONDS
+            self._fence_without_lock()
             for run_id in list(self.unrecorded):
                 self._record(run_id)
             for run_id in list(self.waiting):
@@ -124,7 +138,7 @@ class Launcher:
                 os.killpg(pid, signal.SIGKILL)
         for run_id, outcome in self.spool.load().items():
             self.unrecorded[run_id] = (outcome, "")
-        while not self._ready():
+        while not (self._ready() and self._locked()):
             time.sleep(RETRY_SECONDS)
         for run_id in list(self.unrecorded):
             self._record(run_id)
@@ -157,6 +171,9 @@ class Launcher:
 
     def _start(self, run_id: str) -> None:
         if run_id in self.batches or run_id in self.unrecorded or self.stopping is not None:
+            return
+        if not self._locked():
+            self.waiting.add(run_id)
             return
         renewed_at = time.monotonic()
         try:
@@ -238,6 +255,9 @@ class Launcher:
                 self._adopt()
         if not ids:
             return
+        if not self._locked():
+            self.next_beat = time.monotonic() + RETRY_SECONDS
+            return
         renewed_at = time.monotonic()
         try:
             ours = self.ledger.renew(ids, None, self.lease)  # on the ledger's clock, as at start
@@ -256,6 +276,41 @@ class Launcher:
                 batch.lose(time.monotonic(), self.settings.kill_grace_seconds)
             elif run_id not in ours and run_id in self.unrecorded:
                 self._record(run_id)
+
+    def _locked(self) -> bool:
+        """Hold the instance's launcher lock (PostgreSQL) before starting or renewing anything."""
+        if not self.settings.launcher_lock:
+            return True
+        try:
+            held = self.ledger.hold_launcher_lock(self.settings.instance_id)
+        except LedgerUnavailable as exc:
+            held = False
+            self.database_down = any(sign in exc.message.lower() for sign in _DATABASE_DOWN)
+        else:
+            self.database_down = False
+            if not held:
+                log.error("another launcher holds this INSTANCE_ID's lock: is the id unique?")
+        if held:
+            if self.lock_lost_at is not None:
+                log.info("launcher lock held again")
+            self.lock_lost_at = None
+        elif self.lock_lost_at is None:
+            log.warning("launcher lock lost (its database session ended); taking it back")
+            self.lock_lost_at = time.monotonic()
+        return held
+
+    def _fence_without_lock(self) -> None:
+        """Take the lock back; stop the batches if it stays lost while the database answers others."""
+        if self.lock_lost_at is None or self._locked():
+            return
+        if self.database_down or time.monotonic() - self.lock_lost_at < LOCK_LOSS_LIMIT:
+            return  # a server that is down or restarting lets nobody judge (keeper: restart grace)
+        for batch in self.batches.values():
+            batch.interrupt(
+                "the launcher lost its database session: another instance may take the run over",
+                time.monotonic(),
+                self.settings.kill_grace_seconds,
+            )
 
     def _stop_all(self, reason: str) -> None:
         self.stopping = reason

@@ -13,7 +13,7 @@ from service.jobs import Registry, load_jobs
 from service.ledger import Ledger, open_ledger
 from service.ops.drain import arbiter_pid, raise_marker, worker_is_draining
 from service.ops.metrics import metrics
-from service.runs.runner import Runner
+from service.runs.claim_and_launch import ClaimAndLaunch
 from service.web.api import blueprint
 from service.web.auth import TokenVerifier
 
@@ -28,7 +28,7 @@ class BatchTrigger:
     ledger: Ledger
     verifier: TokenVerifier
     alerts: Alerts
-    runner: Runner
+    launching: ClaimAndLaunch
 
     def __init__(
         self, app: Flask | None = None, *, settings: Settings | None = None, url_prefix: str = ""
@@ -57,7 +57,9 @@ class BatchTrigger:
         self.alerts = Alerts(
             self.settings.slack_webhook_url, self.settings.timezone, self.settings.instance_id
         )
-        self.runner = Runner(self.settings, self.registry, self.alerts)
+        self.launching = ClaimAndLaunch(
+            self.ledger, self.registry, self.settings.instance_id, self.settings.run_dir
+        )
         app.extensions["batch_trigger"] = self
         app.register_blueprint(blueprint, url_prefix=self.url_prefix or None)
 
