@@ -14,7 +14,10 @@ if TYPE_CHECKING:
 
 bind = [os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")]
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
-worker_class = "sync"
+# The sync worker, except that it serves only requests that arrived whole: a client trickling
+# its headers (slowloris) costs a buffer, not a worker, and is answered 408 after
+# REQUEST_READ_SECONDS. Still one thread per worker (see service/web/worker.py).
+worker_class = "service.web.worker.BufferingSyncWorker"
 timeout = 30
 graceful_timeout = 30
 accesslog = "-"
@@ -29,10 +32,12 @@ def _check_configuration() -> Settings:
     from service.config import Settings
     from service.errors import ConfigError
     from service.jobs import load_jobs
+    from service.web.worker import read_seconds
 
     try:
         settings = Settings.from_env()
         load_jobs(settings.batch_modules, settings.timezone)
+        read_seconds()
     except ConfigError as exc:
         print(f"batch-trigger: configuration error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)

@@ -19,7 +19,11 @@ from service.schedules import Schedule, ScheduleError
 if TYPE_CHECKING:
     from service.ledger import Ledger
 
-JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# Applied with `fullmatch`: a pattern ending in `$` would also accept the name and a newline.
+JOB_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+# Token subjects that name no job: `read` reads every job's runs, `drain` drains one instance.
+# A job of that name would let its trigger tokens read everything, or drain instances.
+RESERVED_NAMES = frozenset({"read", "drain"})
 Overlap = Literal["forbid", "allow"]
 Scope = Literal["fleet", "instance"]
 Notify = Literal["failures", "all"]
@@ -114,7 +118,6 @@ class JobContext:
             raise RunCancelled(f"run {self.run_id} is no longer ours: its lease could not be kept")
 
 
-
 class Registry:
     """Jobs by name."""
 
@@ -178,8 +181,10 @@ def job(
     `notify`: "failures" (default) alerts on failures and once when a failing job recovers;
     "all" also sends a notice for every successful run.
     """
-    if not JOB_NAME.match(name):
+    if not isinstance(name, str) or not JOB_NAME.fullmatch(name):
         raise ConfigError(f"job name {name!r} must be lower-case letters, digits, '-' or '_'")
+    if name in RESERVED_NAMES:
+        raise ConfigError(f"job name {name!r} is reserved for tokens that read or drain; choose another")
     if overlap not in ("forbid", "allow"):
         raise ConfigError(f"job {name!r}: overlap must be 'forbid' or 'allow', not {overlap!r}")
     if not timeout > 0:

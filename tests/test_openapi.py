@@ -1,4 +1,4 @@
-"""openapi.yaml against the live service: schemathesis finds no 500 and no answer outside the spec."""
+"""openapi.yaml against the live service: no 500 and no answer outside the spec, with and without tokens."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from schemathesis import Case
 
 from service.config import Settings
-from service.web.auth import mint_token
+from service.web.auth import mint_drain_token, mint_token
 from tests.support.live import LiveService, unique_slot
 from tests.support.slack import SlackReceiver
 
@@ -46,7 +46,22 @@ class FreshTokens:
         roll = zlib.crc32(repr((case.method, case.path_parameters, case.query, case.body)).encode()) % 20
         if roll == 0:
             return None
+        if case.operation.path == "/v1/instance/drain":
+            # Never this instance's own drain token: a drained service would answer every later
+            # trigger 503. Another instance's (403), one without `instance` (401), a read token (403).
+            tokens = (
+                lambda: mint_drain_token(self.settings, "i-another"),
+                lambda: mint_token(self.settings, "drain"),
+                lambda: mint_token(self.settings, "read"),
+            )
+            return f"Bearer {tokens[roll % 3]()}"
         if case.method != "POST":
+            # Mostly `read`; sometimes a job's token (its own runs only) or this instance's drain
+            # token (its /v1/instance only): the other scopes' 403s are explored too.
+            if roll == 1:
+                return f"Bearer {mint_token(self.settings, 'count', lifetime=300)}"
+            if roll == 2:
+                return f"Bearer {mint_drain_token(self.settings, 'test-1')}"
             return f"Bearer {mint_token(self.settings, 'read', lifetime=300)}"
         job = str((case.path_parameters or {}).get("job", ""))
         if roll == 1:

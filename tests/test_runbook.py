@@ -24,6 +24,8 @@ EXERCISED = {
     "runbook-backfill",
     "runbook-rotate-keyring",
     "runbook-rotate-check",
+    "runbook-read",
+    "runbook-drain",
 }
 _MARKED = re.compile(r"<!-- (runbook-[a-z-]+):[^>]*-->\s*```bash\n(.*?)```\s*<!-- /\1 -->", re.S)
 _FENCE = re.compile(r"```bash\n(.*?)```", re.S)
@@ -148,3 +150,16 @@ def test_it_marks_every_runbook_block_that_talks_to_the_service() -> None:
         commands = re.sub(r"(^|\s)#.*", "", body)
         if body not in marked:
             assert not _TALKS_TO_SERVICE.search(commands), f"untested service command in:\n{body}"
+
+
+def test_it_reads_with_a_read_token_and_with_a_jobs_own_token(service: LiveService) -> None:
+    everything, own = _block(service, "runbook-read")
+    assert isinstance(everything["runs"], list) and isinstance(own["runs"], list)
+    assert {run["job"] for run in own["runs"]} <= {"daily"}
+
+
+def test_it_drains_the_instance_it_asks_once(tmp_path: Path) -> None:
+    with LiveService(tmp_path, workers=2) as instance:
+        [drained] = _block(instance, "runbook-drain", INSTANCE_URL=instance.url)
+        assert (drained["instance"], drained["draining"]) == ("test-1", True)
+        assert instance.post("count", instance.mint("count")).body["error"] == "draining"

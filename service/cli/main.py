@@ -11,7 +11,7 @@ from typing import Any
 from service.config import Settings
 from service.errors import ConfigError
 from service.slots import format_slot, logical_date, parse_slot, slot_for_date, utcnow
-from service.web.auth import mint_token
+from service.web.auth import DRAIN_SUBJECT, READ_SUBJECT, mint_drain_token, mint_token
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,8 +32,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batch-trigger", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    token = commands.add_parser("token", help="print a short-lived trigger token for curl")
+    token = commands.add_parser(
+        "token",
+        help="print a short-lived token for curl: JOB triggers (and reads) a job;"
+        " 'read' reads every job; 'drain --instance ID' drains one instance",
+    )
     _slot_arguments(token)
+    token.add_argument("--instance", help="with 'drain': the INSTANCE_ID of the instance to drain")
     token.set_defaults(func=_token)
 
     trigger = commands.add_parser("trigger", help="mint a token and POST it to the service")
@@ -121,7 +126,17 @@ def _mint(args: argparse.Namespace, settings: Settings) -> str:
 
 
 def _token(args: argparse.Namespace) -> int:
-    print(_mint(args, Settings.from_env()))
+    settings = Settings.from_env()
+    if args.job == DRAIN_SUBJECT:
+        if not args.instance:
+            raise ValueError("a drain token names the instance it drains: add --instance INSTANCE_ID")
+        print(mint_drain_token(settings, args.instance))
+    elif args.instance:
+        raise ValueError("--instance goes with 'token drain' only")
+    elif args.job == READ_SUBJECT:
+        print(mint_token(settings, READ_SUBJECT))
+    else:
+        print(_mint(args, settings))
     return 0
 
 

@@ -7,22 +7,24 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
+from werkzeug.exceptions import HTTPException
 
 from service.errors import (
     BodyTooLarge,
     JobMismatch,
     LedgerUnavailable,
     Malformed,
-    RunNotFound,
     ServiceError,
     UntilPassed,
 )
+from service.jobs import JOB_NAME
 from service.ledger import ClaimRequest, Run, Status
 from service.ops.metrics import metrics, render
 from service.runs import localruns
 from service.schedules.overview import overview
 from service.slots import format_slot, parse_slot, utcnow
-from service.web.access import reads
+from service.web.access import drains, reads
+from service.web.readiness import write_probe
 
 if TYPE_CHECKING:  # the extension registers this blueprint; only its type is needed here
     from service.web.extension import BatchTrigger
@@ -38,10 +40,23 @@ def _state() -> BatchTrigger:
     return state
 
 
+@blueprint.after_request
+def _count_answer(response: Response) -> Response:
+    """Count every answer of the blueprint's routes, errors included, in one place."""
+    # Flask runs this for answers made by the error handlers too, 500s included, so no answer
+    # of the trigger route goes uncounted.
+    _state().count_answer(request.endpoint, request.url_rule, response.status_code)
+    return response
+
+
+@blueprint.errorhandler(HTTPException)
+def _http_error(error: HTTPException) -> tuple[Response, int, dict[str, str]]:
+    """Werkzeug's own refusals inside our routes (a body past MAX_CONTENT_LENGTH, ...) as JSON."""
+    return http_error_body(error)
+
+
 @blueprint.errorhandler(ServiceError)
 def _service_error(error: ServiceError) -> tuple[Response, int, dict[str, str]]:
-    if request.endpoint == "batch_trigger.trigger":
-        _state().count_answer(error.status)
     if isinstance(error, LedgerUnavailable):
         metrics().ledger_errors.labels("api").inc()
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after else {}
@@ -73,20 +88,18 @@ def trigger(job: str) -> tuple[Response, int, dict[str, str]]:
             params=claims.params,
             target=state.settings.instance_id if spec.scope == "instance" else "",
             token_id=claims.jti,
-            token_expires=now.fromtimestamp(claims.expires_at, now.tzinfo),
+            # Until the token no longer verifies (exp + leeway): a replay inside the leeway is refused.
+            token_expires=claims.remember_until,
         ),
         now,
     )
     body: dict[str, Any] = claim.run.to_json()
     if claim.outcome == "new":
-        state.count_answer(202)
         return jsonify(body), 202, {"Location": url_for(".get_run", run_id=claim.run.id)}
     if claim.outcome == "overlap":
         state.alerts.overlap(claim.run)
-        state.count_answer(409)
         message = f"another slot of {job!r} is still running; this firing was recorded as skipped"
         return jsonify(error="overlap", message=message, run=body), 409, {}
-    state.count_answer(200)
     if claim.outcome == "paused":
         # Answered as handled (200, like a duplicate): the Lambda reports success, Slack stays quiet.
         return jsonify(body | {"duplicate": False, "paused": True}), 200, {}
@@ -94,13 +107,10 @@ def trigger(job: str) -> tuple[Response, int, dict[str, str]]:
 
 
 @blueprint.get("/v1/runs/<run_id>")
+@reads("run")
 def get_run(run_id: str) -> Response:
-    """One run by id."""
-    state = _state()
-    state.verifier.verify(request.headers.get("Authorization"), trigger=False)
-    run = state.ledger.get(run_id)
-    if run is None:
-        raise RunNotFound(f"no run has id {run_id[:64]!r}")
+    """One run by id (the `run` scope has read it, and checked the token may see it)."""
+    run: Run = g.run
     return jsonify(run.to_json())
 
 
@@ -111,7 +121,7 @@ def get_run_log(run_id: str) -> Response:
     # The run was read before its log: once it is seen ended, the log read after it is whole.
     run: Run = g.run
     offset = request.args.get("offset", "0")
-    if not offset.isdigit() or len(offset) > 15:
+    if not (offset.isascii() and offset.isdigit()) or len(offset) > 15:  # "²".isdigit() is True
         raise Malformed("offset must be a whole number of bytes (the X-Log-Offset of the previous read)")
     page = _state().ledger.read_log(run.id, int(offset))
     headers = {
@@ -124,15 +134,19 @@ def get_run_log(run_id: str) -> Response:
 
 
 @blueprint.get("/v1/runs")
+@reads("runs")
 def list_runs() -> Response:
     """Run history, newest first: filters `job`, `status`, `slot`; paging with `limit` and `before`."""
     state = _state()
-    state.verifier.verify(request.headers.get("Authorization"), trigger=False)
     status = request.args.get("status")
     if status is not None and status not in Status.__members__.values():
         raise Malformed(f"status must be one of {', '.join(s.value for s in Status)}")
+    job = request.args.get("job")
+    if job and not JOB_NAME.fullmatch(job):
+        raise Malformed("job must be a job name (lower-case letters, digits, '-', '_')")
     limit = request.args.get("limit", "50")
-    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+    # ASCII digits only: str.isdigit() also takes "²" and other scripts' digits, which int() refuses.
+    if not (limit.isascii() and limit.isdigit() and len(limit) <= 4) or not 1 <= int(limit) <= 1000:
         raise Malformed("limit must be a whole number from 1 to 1000")
     runs = state.ledger.runs(
         job=request.args.get("job") or None,
@@ -151,16 +165,19 @@ def list_runs() -> Response:
 
 
 @blueprint.get("/v1/jobs")
+@reads("jobs")
 def list_jobs() -> Response:
     """Registered jobs: policies, schedule and next due time, last run and success, pause."""
     state = _state()
-    state.verifier.verify(request.headers.get("Authorization"), trigger=False)
     now = utcnow()
-    last = state.ledger.last_runs(state.registry.names())
+    names = state.registry.names()
+    # Three statements, whatever the number of jobs and the length of history.
+    last, successes = state.ledger.last_runs(names), state.ledger.last_runs(names, Status.SUCCEEDED)
     pauses = state.ledger.pauses(now)
     zone = state.settings.timezone
     jobs = [
-        spec.to_json() | overview(spec, zone, now, state.ledger, pauses, last.get(spec.name))
+        spec.to_json()
+        | overview(spec, zone, now, last.get(spec.name), successes.get(spec.name), pauses.get(spec.name))
         for spec in state.registry
     ]
     return jsonify(jobs=jobs)
@@ -204,20 +221,20 @@ def resume_job(job: str) -> Response:
 
 
 @blueprint.get("/v1/instance")
+@reads("instance")
 def instance() -> Response:
     """This instance: its id, whether it drains, and the batches it runs right now."""
-    state = _state()
-    state.verifier.verify(request.headers.get("Authorization"), trigger=False)
-    return jsonify(_instance_body(state))
+    return jsonify(_instance_body(_state()))
 
 
 @blueprint.post("/v1/instance/drain")
+@drains
 def drain_instance() -> Response:
-    """Stop taking claims on this instance (scale-in); running batches go on. Token `sub`: drain."""
+    """Stop taking claims on this instance (scale-in); running batches go on.
+
+    The token: `sub` = `drain`, `instance` = this INSTANCE_ID, a `jti` used up here.
+    """
     state = _state()
-    claims = state.verifier.verify(request.headers.get("Authorization"), trigger=False)
-    if claims.sub != "drain":
-        raise JobMismatch("draining an instance needs a token whose sub is 'drain'")
     state.drain()
     return jsonify(_instance_body(state))
 
@@ -237,14 +254,13 @@ def metrics_text() -> Response:
 
 @blueprint.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """200 when the ledger answers and the instance takes claims; else 503."""
+    """200 when the instance takes claims and its ledger takes a write (probed every few s); else 503."""
     state = _state()
     if state.draining:
         return jsonify(status="draining"), 503
-    try:
-        state.ledger.ping()
-    except ServiceError as exc:
-        return jsonify(status="ledger_unavailable", message=exc.message), 503
+    error = write_probe(current_app, state.ledger, state.settings.instance_id).error()
+    if error is not None:
+        return jsonify(status="ledger_unavailable", message=error), 503
     return jsonify(status="ready", instance=state.settings.instance_id), 200
 
 
@@ -290,8 +306,17 @@ def _read_json_body() -> dict[str, Any]:
         return {}
     try:
         parsed = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth ([[[[...)
         raise Malformed("the body must be empty or a JSON object") from None
     if not isinstance(parsed, dict):
         raise Malformed("the body must be empty or a JSON object")
     return parsed
+
+
+def http_error_body(error: HTTPException) -> tuple[Response, int, dict[str, str]]:
+    """A werkzeug HTTP error (404 of an unknown path, 405, 413, ...) in the contract's JSON shape."""
+    status = error.code or 500
+    code = {404: "not_found", 413: "too_large"}.get(status, (error.name or "error").lower().replace(" ", "_"))
+    # Its own headers too (a 405's Allow), but not its text/html Content-Type.
+    headers = {name: value for name, value in error.get_headers() if name.lower() != "content-type"}
+    return jsonify(error=code, message=error.description or error.name or "error"), status, headers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from flask import Flask
 
@@ -17,7 +18,12 @@ from service.runs.claim_and_launch import ClaimAndLaunch
 from service.web.api import blueprint
 from service.web.auth import TokenVerifier
 
+if TYPE_CHECKING:
+    from werkzeug.routing import Rule
+
 log = logging.getLogger("batch_trigger")
+#: The trigger route, whose answers `batch_trigger_trigger_answers_total{code}` counts.
+TRIGGER_ENDPOINT = "batch_trigger.trigger"
 
 
 class BatchTrigger:
@@ -80,6 +86,10 @@ class BatchTrigger:
         if self.draining:
             raise Draining("this instance is shutting down; retry, another instance will answer")
 
-    def count_answer(self, status: int) -> None:
-        """Count a trigger answer by HTTP status (exposed by the metrics endpoint)."""
-        metrics().trigger_answers.labels(str(status)).inc()
+    def count_answer(self, endpoint: str | None, rule: Rule | None, status: int) -> None:
+        """Count an answer by route and HTTP status; the trigger route's also by status alone."""
+        counters = metrics()
+        if endpoint == TRIGGER_ENDPOINT:
+            counters.trigger_answers.labels(str(status)).inc()
+        # The route's pattern, never the path itself: one label value per route, whatever is asked.
+        counters.http_answers.labels(rule.rule if rule is not None else "unmatched", str(status)).inc()

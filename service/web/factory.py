@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
 
 from service.config import Settings
 from service.logs import configure_logging
+from service.web.api import http_error_body
 from service.web.extension import BatchTrigger
 
 
@@ -14,5 +16,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level, instance=settings.instance_id)
     app = Flask("batch_trigger")
-    BatchTrigger(app, settings=settings)
+    extension = BatchTrigger(app, settings=settings)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> tuple[Response, int, dict[str, str]]:
+        # Only the standalone service answers paths and methods it does not know in JSON too; a
+        # host app (BatchTrigger.init_app) keeps its own error pages.
+        if request.url_rule is None:
+            extension.count_answer(None, None, error.code or 500)
+        return http_error_body(error)
+
     return app

@@ -5,7 +5,8 @@ one byte a second holds a worker until gunicorn's `timeout` kills it, and two su
 a small instance (`/healthz` goes unanswered). This worker accepts connections and buffers what
 they send, many at once, in one poll loop; only a request that arrived whole (its head, and the
 body its Content-Length announces) is handed to the sync worker's own handling. A client that
-has not sent its request within REQUEST_READ_SECONDS is answered `408` and closed.
+has not sent its request within REQUEST_READ_SECONDS is answered `408` and closed. gunicorn's own
+refusals of requests it cannot parse (400, 414, 431) are answered in the contract's JSON too.
 
 Requests are still served one at a time, in the worker's only thread: web workers fork batch
 supervisors, which is safe only in a process without other threads.
@@ -14,6 +15,7 @@ supervisors, which is safe only in a process without other threads.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import selectors
 import socket
@@ -94,8 +96,33 @@ class _Prefetched:
         return getattr(self._sock, name)
 
 
+class _JsonErrorPage:
+    """The client socket while gunicorn answers a request it could not parse: JSON, not HTML."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+
+    def sendall(self, data: bytes, *flags: int) -> None:
+        status_line = data.split(b"\r\n", 1)[0].decode("latin-1")
+        _, status, reason = [*status_line.split(" ", 2), "", ""][:3]
+        if not status.isdigit() or b"Content-Type: text/html" not in data:
+            self._sock.sendall(data, *flags)
+            return
+        body = json.dumps({"error": reason.lower().replace(" ", "_"), "message": reason}).encode()
+        head = f"{status_line}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        self._sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body)
+        _count(status)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
 class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships no type hints
     """A sync worker that serves only requests that arrived whole; slow clients cost it a buffer."""
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """gunicorn's own answer to a request it cannot parse (400, 414, 431, ...), as contract JSON."""
+        super().handle_error(req, _JsonErrorPage(client), addr, exc)
 
     def run(self) -> None:
         """Poll the listeners and the pending connections; serve each whole request in turn."""
@@ -176,6 +203,7 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
         except OSError:
             pass
         self._drop(pending)
+        _count("408")
 
     def _drop(self, pending: _Pending) -> None:
         self._forget(pending)
@@ -184,6 +212,13 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
     def _forget(self, pending: _Pending) -> None:
         if self._pending.pop(pending.sock.fileno(), None) is not None:
             self._selector.unregister(pending.sock)
+
+
+def _count(status: str) -> None:
+    """Count an answer the app never saw (route "unparsed") in the answers metric."""
+    from service.ops.metrics import metrics
+
+    metrics().http_answers.labels("unparsed", status).inc()
 
 
 def _content_length(head: bytes) -> int | None:
