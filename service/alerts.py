@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from service.config import Secret
 from service.ledger import Pause, Run
 from service.outbox import Outbox
-from service.slots import format_slot
+from service.slots import format_slot, local_text
 
 log = logging.getLogger("batch_trigger.alerts")
 SEND_TIMEOUT_SECONDS = 5
@@ -71,7 +71,7 @@ class Alerts:
     def missed(self, job: str, slot: datetime, due_since: timedelta) -> bool:
         """Alert that an expected slot has no successful run: nothing arrived, or nothing succeeded."""
         slot_text = format_slot(slot)
-        local = slot.astimezone(self._timezone).strftime(f"%Y-%m-%d %H:%M {self._timezone.key}")
+        local = local_text(slot, self._timezone)
         rerun = f"batch-trigger trigger {job} --slot {slot_text}"
         minutes = int(due_since.total_seconds() // 60)
         headline = f"job `{job}` missed its {slot_text} run"
@@ -172,7 +172,7 @@ class Alerts:
     ) -> tuple[str, list[dict[str, Any]]]:
         """A Block Kit message: what happened, to which slot (UTC and local), why, and how to re-run it."""
         slot = format_slot(run.slot)
-        local = run.slot.astimezone(self._timezone).strftime(f"%Y-%m-%d %H:%M {self._timezone.key}")
+        local = local_text(run.slot, self._timezone)
         rerun = f"batch-trigger trigger {run.job} --slot {slot} --force"
         logs = f"batch-trigger logs {run.id}"
         icon = icon or _ICONS.get(run.status, ":warning:")

@@ -53,6 +53,14 @@ def logical_date(slot: datetime, zone: ZoneInfo) -> date:
         return date.max
 
 
+def local_text(slot: datetime, zone: ZoneInfo) -> str:
+    """The slot as people read it in `zone`, e.g. `2026-11-23 00:00 Asia/Tokyo`."""
+    try:
+        return slot.astimezone(zone).strftime(f"%Y-%m-%d %H:%M {zone.key}")
+    except OverflowError:  # the last hours of 9999 in a zone ahead of UTC
+        return f"after 9999-12-31 23:59 {zone.key}"
+
+
 def day_window(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
     """The UTC bounds [start, end) of one local day; 23 or 25 hours long across DST changes."""
     start = datetime.combine(day, time(0), tzinfo=zone)

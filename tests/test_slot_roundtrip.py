@@ -6,13 +6,15 @@ RFC 3339 with any offset and up to microseconds: what `service.slots.parse_slot`
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from service.ledger import ClaimRequest, Ledger
-from service.slots import EARLIEST_SLOT, LATEST_SLOT, format_slot, parse_slot
+from service.alerts import Alerts
+from service.ledger import ClaimRequest, Ledger, Run, Status
+from service.slots import EARLIEST_SLOT, LATEST_SLOT, format_slot, local_text, logical_date, parse_slot
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -66,3 +68,15 @@ def test_every_accepted_slot_round_trips_through_the_ledger(ledger: Ledger, text
     assert again.run.id == first.run.id and again.outcome == "duplicate"
     assert first.run.id in {run.id for run in ledger.runs(job="roundtrip", slot=slot)}
     assert parse_slot(format_slot(slot)) == slot
+
+
+def test_the_last_accepted_slot_is_alerted_and_dated_in_a_zone_ahead_of_utc() -> None:
+    """9999-12-31T23:59:59Z is already year 10000 in Tokyo: alerts and logical dates still work."""
+    tokyo = ZoneInfo("Asia/Tokyo")
+    assert logical_date(LATEST_SLOT, tokyo) == date.max
+    assert local_text(LATEST_SLOT, tokyo) == "after 9999-12-31 23:59 Asia/Tokyo"
+    run = Run(
+        id="0" * 32, job="daily", slot=LATEST_SLOT, attempt=1, status=Status.FAILED,
+        trigger="manual", created_at=NOW, finished_at=NOW, error="boom",
+    )  # fmt: skip
+    Alerts(None, tokyo, "i-1").run_ended(run)  # no webhook: logged only, and no OverflowError
