@@ -46,6 +46,10 @@ HOT: dict[str, tuple[Callable[[Ledger], Any], tuple[str, ...]]] = {
         ("runs_created_attempt",),
     ),
     "GET /v1/jobs": (lambda led: led.last_runs([*bulk.job_names(), "no-runs"]), ("runs_job_created",)),
+    "GET /v1/jobs: last successes": (
+        lambda led: led.last_runs([*bulk.job_names(), "no-runs"], Status.SUCCEEDED),
+        ("runs_job_status_created",),
+    ),
     "claim": (
         lambda led: led.claim(ask(NOW, job="job-002", token_id="t-1", token_expires=NOW), NOW),
         UNIQUE,

@@ -249,9 +249,9 @@ class Ledger(ABC):
         """Runs created in [start, end), oldest first (for the history jobs)."""
         return self._select_created_between(start, end)
 
-    def last_runs(self, jobs: Sequence[str]) -> dict[str, Run]:
-        """The newest run of each named job that has one."""
-        return self._select_last_runs(jobs) if jobs else {}
+    def last_runs(self, jobs: Sequence[str], status: Status | None = None) -> dict[str, Run]:
+        """The newest run (of `status`, if given) of each named job that has one."""
+        return self._select_last_runs(jobs, status) if jobs else {}
 
     # Launcher liveness (service.runs.launcher): a backend whose sessions die with their process
     # (PostgreSQL) lets a launcher's session prove its instance alive. Without one (SQLite: one
@@ -360,7 +360,7 @@ class Ledger(ABC):
         """(offset, chunk) of the chunks that end after `offset`, in order."""
 
     @abstractmethod
-    def _select_last_runs(self, jobs: Sequence[str]) -> dict[str, Run]:
+    def _select_last_runs(self, jobs: Sequence[str], status: Status | None) -> dict[str, Run]:
         """The newest run of each job, in one statement (GET /v1/jobs lists every job)."""
 
     @abstractmethod

@@ -288,15 +288,17 @@ class SqlLedger(Ledger):
         )
         return len(rows)
 
-    def _select_last_runs(self, jobs: Sequence[str]) -> dict[str, Run]:
-        # One statement for every job: per job, one backward step of runs_job_created finds the
-        # newest run's id; the ids are then read by primary key. The work grows with the number
-        # of jobs, not with the history.
+    def _select_last_runs(self, jobs: Sequence[str], status: Status | None) -> dict[str, Run]:
+        # One statement for every job: per job, one backward step of runs_job_created (with a
+        # status: runs_job_status_created) finds the newest run's id; the ids are then read by
+        # primary key. The work grows with the number of jobs, not with the history.
         names = ", ".join("(?)" for _ in jobs)
+        of_status = " AND r.status = ?" if status is not None else ""
         rows = self._query(
             f"WITH names (job) AS (VALUES {names}) {_SELECT} WHERE id IN (SELECT (SELECT r.id FROM runs AS r"
-            " WHERE r.job = names.job ORDER BY r.created_at DESC, r.attempt DESC LIMIT 1) FROM names)",
-            list(jobs),
+            f" WHERE r.job = names.job{of_status} ORDER BY r.created_at DESC, r.attempt DESC LIMIT 1)"
+            " FROM names)",
+            [*jobs, *([str(status)] if status is not None else [])],
         )
         return {run.job: run for run in map(self._run, rows)}
 

@@ -7,25 +7,23 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from service.jobs import JobSpec
-from service.ledger import Ledger, Pause, Run, Status
+from service.ledger import Pause, Run
 from service.slots import format_slot
 
 
 def overview(
-    spec: JobSpec, zone: ZoneInfo, now: datetime, ledger: Ledger, pauses: dict[str, Pause], last: Run | None
+    spec: JobSpec, zone: ZoneInfo, now: datetime, last: Run | None, success: Run | None, pause: Pause | None
 ) -> dict[str, Any]:
     """What `GET /v1/jobs` adds to a job's policy: when it fires next, how it went, whether paused."""
     schedule = spec.timetable(zone)
     due = schedule.next_after(now) if schedule is not None else None
-    success = ledger.runs(job=spec.name, status=Status.SUCCEEDED, limit=1)
-    pause = pauses.get(spec.name)
     return {
         "timezone": (schedule.zone_name if schedule else zone.key),
         "aws_expression": schedule.aws_expression() if schedule else None,
         "next_due": format_slot(due) if due else None,
         "next_due_local": due.astimezone(schedule.timezone).isoformat() if due and schedule else None,
         "last_run": last.to_json() if last else None,
-        "last_success": success[0].to_json() if success else None,
+        "last_success": success.to_json() if success else None,
         "paused": pause is not None,
         "pause": pause.to_json() if pause else None,
     }
