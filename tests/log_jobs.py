@@ -60,3 +60,16 @@ def ticker(ctx: JobContext) -> None:
         tick += 1
         time.sleep(0.2)
     print("ticker done")
+
+
+@job("flaky")
+def flaky(ctx: JobContext) -> None:
+    """Fail while `params.fail` is true, succeed otherwise."""
+    if ctx.params.get("fail"):
+        raise RuntimeError("flaky: the upstream file is not there yet")
+
+
+@job("chirpy", notify="all")
+def chirpy(ctx: JobContext) -> None:
+    """Succeed; its channel hears of every success (notify="all")."""
+    print("chirp")

@@ -20,7 +20,7 @@ from service.cli import client
 from service.ledger import open_ledger
 from service.runs.logbound import LOG_LIMIT
 from service.web.auth import mint_token
-from tests.support.live import REPO, LiveService
+from tests.support.live import REPO, LiveService, unique_slot
 from tests.support.slack import SlackReceiver
 
 MODULES = "tests.jobs,tests.log_jobs"
@@ -203,3 +203,24 @@ def test_it_goes_from_the_slack_alert_to_the_traceback_with_the_readmes_lines(
     assert "stderr Traceback (most recent call last):" in done.stdout
     # The log, then the HTTP read of its last two lines, both end at the exception.
     assert lines[-1].endswith(f"stderr {error}") and sum(line.endswith(error) for line in lines) >= 2
+
+
+def test_it_says_once_that_a_failing_job_recovered_and_every_success_when_asked(
+    live: LiveService, slack: SlackReceiver
+) -> None:
+    slot = unique_slot()
+    failed = live.post("flaky", live.mint("flaky", slot, params={"fail": True})).body["id"]
+    assert live.wait_final(failed)["status"] == "failed"
+    _alert_for(slack, failed)
+    again = live.post("flaky", live.mint("flaky", slot, force=True)).body["id"]
+    assert live.wait_final(again)["status"] == "succeeded"
+    assert _alert_for(slack, again)["blocks"][0]["text"]["text"] == (
+        "batch-trigger: job flaky recovered (the previous run failed)"
+    )
+    quiet = _run(live, "flaky")
+    assert live.wait_final(quiet)["status"] == "succeeded"
+    chirp = _run(live, "chirpy")
+    assert live.wait_final(chirp)["status"] == "succeeded"
+    assert _alert_for(slack, chirp)["blocks"][0]["text"]["text"] == "batch-trigger: job chirpy succeeded"
+    # The chirpy notice came after the quiet success: had flaky said anything again, it would be here.
+    assert not any(quiet in json.dumps(message) for message in slack.messages)
