@@ -288,6 +288,10 @@ class Ledger(ABC):
         """Raise LedgerUnavailable unless the store answers."""
 
     @abstractmethod
+    def probe_write(self, instance: str) -> None:
+        """Raise LedgerUnavailable unless the store takes a write (for /readyz)."""
+
+    @abstractmethod
     def close(self) -> None:
         """Release this process's connections."""
 

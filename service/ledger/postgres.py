@@ -80,6 +80,8 @@ CREATE TABLE IF NOT EXISTS run_logs (
     chunk BYTEA NOT NULL,
     PRIMARY KEY (run_id, pos)
 );
+-- /readyz proves the ledger takes a write by upserting its instance's row (throttled per worker).
+CREATE TABLE IF NOT EXISTS ready_probes (instance TEXT PRIMARY KEY, probed_at TIMESTAMPTZ NOT NULL);
 """,
 }
 

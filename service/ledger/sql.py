@@ -89,6 +89,14 @@ class SqlLedger(Ledger):
             self._local, self._pid = threading.local(), os.getpid()
         return self._local
 
+    def probe_write(self, instance: str) -> None:
+        """Raise LedgerUnavailable unless the store takes a write: one upsert of the instance's probe row."""
+        self._query(
+            "INSERT INTO ready_probes (instance, probed_at) VALUES (?, ?)"
+            " ON CONFLICT (instance) DO UPDATE SET probed_at = excluded.probed_at",
+            (instance, self._encode_time(utcnow())),
+        )
+
     def _clock(self, now: datetime | None) -> Moment:
         if now is None and self._store_now_sql is not None:
             return StoreTime()

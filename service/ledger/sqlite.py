@@ -75,6 +75,8 @@ CREATE TABLE IF NOT EXISTS run_logs (
     chunk BLOB NOT NULL,
     PRIMARY KEY (run_id, pos)
 );
+-- /readyz proves the ledger takes a write by upserting its instance's row (throttled per worker).
+CREATE TABLE IF NOT EXISTS ready_probes (instance TEXT PRIMARY KEY, probed_at TEXT NOT NULL);
 """,
 }
 # Fixed width, so that text order is time order in SQL comparisons.
