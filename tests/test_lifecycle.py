@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from service.cli import client
-from service.dev.devserver import GUNICORN_COMMAND, free_port
-from tests.support.live import REPO, LiveService
+from tests.support.live import LiveService
+from tests.support.startup import SECRET, refused_at_start
 
 
 def test_it_reports_ready_and_healthy(service: LiveService) -> None:
@@ -65,20 +63,6 @@ BAD_CONFIG = {
 @pytest.mark.parametrize("case", sorted(BAD_CONFIG))
 def test_it_refuses_to_start_with_one_clear_line_on_bad_configuration(tmp_path: Path, case: str) -> None:
     overrides, expected = BAD_CONFIG[case]
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": str(REPO),
-        "TRIGGER_SECRET": "s" * 40,
-        "LEDGER_URL": f"sqlite:///{tmp_path / 'l.db'}",
-        "BIND": f"127.0.0.1:{free_port()}",
-        "HOME": str(tmp_path),
-        **overrides,
-    }
-    done = subprocess.run(
-        [sys.executable, *GUNICORN_COMMAND], env=env, capture_output=True, text=True, timeout=30
-    )
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("batch-trigger: configuration error: "), done.stderr
-    assert expected in lines[0]
-    assert "s" * 40 not in done.stderr
+    line = refused_at_start(tmp_path, **overrides)
+    assert expected in line
+    assert SECRET not in line

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from service.dev.devserver import GUNICORN_COMMAND, free_port
 from tests.support.live import REPO
+from tests.support.startup import refused_at_start
 
 JOBS = {
     # pasted from the template: six bare fields, which croniter read with a seconds field
@@ -27,20 +25,7 @@ def test_it_refuses_to_start_on_a_schedule_aws_would_read_another_way(tmp_path: 
     (tmp_path / "bad_jobs.py").write_text(
         f"from service import job\n\n@job({name!r}, {declaration})\ndef run(ctx):\n    pass\n"
     )
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": f"{REPO}:{tmp_path}",
-        "TRIGGER_SECRET": "s" * 40,
-        "LEDGER_URL": f"sqlite:///{tmp_path / 'l.db'}",
-        "BIND": f"127.0.0.1:{free_port()}",
-        "HOME": str(tmp_path),
-        "BATCH_MODULES": "bad_jobs",
-        "BATCH_TIMEZONE": zone,
-    }
-    done = subprocess.run(
-        [sys.executable, *GUNICORN_COMMAND], env=env, capture_output=True, text=True, timeout=30
+    line = refused_at_start(
+        tmp_path, PYTHONPATH=f"{REPO}:{tmp_path}", BATCH_MODULES="bad_jobs", BATCH_TIMEZONE=zone
     )
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("batch-trigger: configuration error: "), done.stderr
-    assert expected in lines[0]
+    assert expected in line
