@@ -224,3 +224,13 @@ def test_it_says_once_that_a_failing_job_recovered_and_every_success_when_asked(
     assert _alert_for(slack, chirp)["blocks"][0]["text"]["text"] == "batch-trigger: job chirpy succeeded"
     # The chirpy notice came after the quiet success: had flaky said anything again, it would be here.
     assert not any(quiet in json.dumps(message) for message in slack.messages)
+
+
+def test_it_applies_log_level_to_the_batchs_loggers(tmp_path: Path) -> None:
+    with LiveService(tmp_path, workers=1, BATCH_MODULES=MODULES, LOG_LEVEL="WARNING") as svc:
+        run_id = _run(svc, "chatty-exit")
+        svc.wait_final(run_id)
+        text = _log(svc, run_id).text
+    # The INFO records are below the level; print() and the subprocess's output are not log records.
+    assert "logged through ctx.logger" not in text and "logged by a module logger" not in text
+    assert "printed to stdout" in text and "subprocess wrote to stderr" in text
