@@ -10,9 +10,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from service.errors import CorruptRecord
 from service.ledger.base import Ledger
 from service.ledger.clock import Moment, StoreTime
 from service.ledger.records import Pause, Run, Status
+from service.slots import utcnow
 
 COLUMNS = (
     "id",
@@ -36,7 +38,6 @@ _TIMES = frozenset({"slot", "created_at", "started_at", "heartbeat_at", "finishe
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM runs"
 _RETURNING = f" RETURNING {', '.join(COLUMNS)}"
 _ACTIVE_SQL = "('accepted', 'running')"
-_PAUSE = "job, paused_at, paused_by, reason, until"
 # Schema version 3's indexes, the same on every backend: each list, sweep and prune below is an
 # index search bounded by its answer (tests/test_ledger_plans.py asserts the plans). Indexes that
 # a wider one now covers go.
@@ -54,6 +55,7 @@ DROP INDEX IF EXISTS runs_status_lease;
 DROP INDEX IF EXISTS runs_job_slot_status;
 CREATE INDEX IF NOT EXISTS missed_slots_alerted ON missed_slots (alerted_at);
 """
+_PAUSE = "job, paused_at, paused_by, reason, until"
 
 
 class SqlLedger(Ledger):
@@ -132,13 +134,28 @@ class SqlLedger(Ledger):
 
     def _run(self, row: Sequence[Any]) -> Run:
         values = dict(zip(COLUMNS, row, strict=True))
-        for name in _TIMES:
-            if values[name] is not None:
-                values[name] = self._decode_time(values[name])
-        params = values["params"]
-        values["params"] = json.loads(params) if isinstance(params, str) else (params or {})
-        values["status"] = Status(values["status"])
+        try:
+            for name in _TIMES:
+                if values[name] is not None:
+                    values[name] = self._decode_time(values[name])
+            params = values["params"]
+            values["params"] = json.loads(params) if isinstance(params, str) else (params or {})
+            values["status"] = Status(values["status"])
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+            # A row written by an older release or by hand (a year before 1000 in SQLite, an
+            # unknown status): reported, and a listing or a sweep skips it instead of failing.
+            raise self._undecodable(str(values["id"]), f"{type(exc).__name__}: {exc}") from None
         return Run(**values)
+
+    def _decoded(self, rows: Sequence[Sequence[Any]]) -> list[Run]:
+        """The rows as runs; a row that cannot be decoded is reported (see `_run`) and skipped."""
+        runs = []
+        for row in rows:
+            try:
+                runs.append(self._run(row))
+            except CorruptRecord:
+                continue
+        return runs
 
     def _latest_attempt(self, job: str, slot: datetime, target: str) -> Run | None:
         rows = self._query(
@@ -152,7 +169,9 @@ class SqlLedger(Ledger):
             f"{_SELECT} WHERE job = ? AND target = ? AND status IN {_ACTIVE_SQL} AND slot <> ? LIMIT 1",
             (job, target, self._encode_time(slot)),
         )
-        return self._run(rows[0]) if rows else None
+        # A row that cannot be read back blocks nothing: the keeper abandons it (and alerts) instead.
+        blockers = self._decoded(rows)
+        return blockers[0] if blockers else None
 
     def _insert(self, run: Run) -> bool:
         values = [self._encode(name, getattr(run, name)) for name in COLUMNS]
@@ -193,7 +212,7 @@ class SqlLedger(Ledger):
             f" OR (status = 'accepted' AND created_at < {accepted_sql})" + _RETURNING,
             (now_arg, expired_arg, accepted_arg),
         )
-        return [self._run(row) for row in rows]
+        return self._decoded(rows)
 
     def _renew_leases(self, run_ids: Sequence[str], now: Moment, until: Moment) -> set[str]:
         marks = ", ".join("?" for _ in run_ids)
@@ -207,7 +226,7 @@ class SqlLedger(Ledger):
 
     def _select_active_on(self, instance: str) -> list[Run]:
         rows = self._query(f"{_SELECT} WHERE status IN {_ACTIVE_SQL} AND instance = ?", (instance,))
-        return [self._run(row) for row in rows]
+        return self._decoded(rows)
 
     def _select_recoverable(self, since: datetime) -> list[Run]:
         rows = self._query(
@@ -217,7 +236,7 @@ class SqlLedger(Ledger):
             " ORDER BY finished_at",
             (self._encode_time(since),),
         )
-        return [self._run(row) for row in rows]
+        return self._decoded(rows)
 
     def _insert_token(self, jti: str, expires_at: datetime) -> bool:
         rows = self._query(
@@ -257,14 +276,14 @@ class SqlLedger(Ledger):
         rows = self._query(
             f"{_SELECT}{clause} ORDER BY created_at DESC, attempt DESC LIMIT ?", [*args, limit]
         )
-        return [self._run(row) for row in rows]
+        return self._decoded(rows)
 
     def _select_finished_on(self, instance: str, after: datetime) -> list[Run]:
         rows = self._query(
             f"{_SELECT} WHERE instance = ? AND finished_at > ? ORDER BY finished_at",
             (instance, self._encode_time(after)),
         )
-        return [self._run(row) for row in rows]
+        return self._decoded(rows)
 
     def _insert_log_chunk(self, run_id: str, offset: int, chunk: bytes) -> None:
         self._query(
@@ -308,7 +327,7 @@ class SqlLedger(Ledger):
             " FROM names)",
             [*jobs, *([str(status)] if status is not None else [])],
         )
-        return {run.job: run for run in map(self._run, rows)}
+        return {run.job: run for run in self._decoded(rows)}
 
     def _select_watch_from(self, jobs: Sequence[str], now: datetime) -> dict[str, datetime]:
         marks = ", ".join("?" for _ in jobs)
@@ -356,7 +375,7 @@ class SqlLedger(Ledger):
             f"{_SELECT} WHERE created_at >= ? AND created_at < ? ORDER BY created_at",
             (self._encode_time(start), self._encode_time(end)),
         )
-        return [self._run(row) for row in rows]
+        return self._decoded(rows)
 
     def _upsert_pause(self, pause: Pause) -> None:
         until = None if pause.until is None else self._encode_time(pause.until)

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from service.alerts import SEND_TIMEOUT_SECONDS, Alerts
 from service.config import Settings
-from service.errors import ServiceError
+from service.errors import CorruptRecord, ServiceError
 from service.jobs import Registry, load_jobs
 from service.ledger import FAILURES, Ledger, Run, Status, open_ledger
 from service.ops.metrics import metrics
@@ -68,23 +68,27 @@ class Keeper:
         self._held_by: set[str] = set()  # instances seen holding their launcher lock
         self._free_since: dict[str, float] = {}
         self._counted_until = utcnow()
+        self._reported_rows: set[str] = set()
 
     def sweep(self, now: datetime) -> Sweep:
         """Mark expired leases abandoned, start the next attempt of lost runs, then queue the alerts."""
         result = Sweep()
         self._count_finished_runs()
         lease = timedelta(seconds=self.settings.lease_seconds)
-        # Judged on the ledger's clock, the one the leases were written with (service.ledger.clock):
-        # this host's clock, however far off, never decides that a run elsewhere is lost.
         # Only once the fencing margin has passed too: a batch whose lease ran out has stopped by then.
         margin = timedelta(seconds=fencing.margin(self.settings.lease_seconds))
+        # Judged on the ledger's clock, the one the leases were written with (service.ledger.clock):
+        # this host's clock, however far off, never decides that a run elsewhere is lost.
         result.abandoned = self.ledger.expire_leases(None, accept_timeout=lease, margin=margin)
         for run in result.abandoned:
             log.warning("run abandoned: %s", run.error, extra={"run_id": run.id, "job": run.job})
             metrics().lost_runs.labels(run.job, run.status.value).inc()
             metrics().run_ended(run)
         for lost in self.ledger.recoverable(since=now - RECOVERY_WINDOW):
-            recovered = self._recover(lost, now)
+            try:
+                recovered = self._recover(lost, now)
+            except CorruptRecord:  # its slot's latest attempt cannot be read back: reported below
+                continue
             if recovered is not None:
                 result.recovered.append(recovered)
         # Recovery first, alerts after, and only queued (the keeper's Alerts are): a Slack that
@@ -97,24 +101,8 @@ class Keeper:
             self.alerts.resumed(pause.job, "the end of its pause (--until)", pause)
         result.missed = self.watchdog.check(now)
         result.pruned = self._prune(now)
+        self._report_undecodable()
         return result
-
-    def _prune(self, now: datetime) -> int:
-        """Delete finished runs past RETENTION_DAYS, at most once an hour per instance."""
-        if not self.settings.retention_days or (self._next_prune and now < self._next_prune):
-            return 0
-        self._next_prune = now + PRUNE_EVERY
-        pruned = self.ledger.prune(before=now - timedelta(days=self.settings.retention_days))
-        if pruned:
-            log.info("pruned %d finished runs older than %d days", pruned, self.settings.retention_days)
-        return pruned
-
-    def _count_finished_runs(self) -> None:
-        """Feed the metrics with the runs this instance finished since the last sweep."""
-        for run in self.ledger.finished_on(self.settings.instance_id, self._counted_until):
-            metrics().run_finished(run)
-            if run.finished_at is not None:
-                self._counted_until = max(self._counted_until, run.finished_at)
 
     def check_launchers(self, now: datetime) -> list[Run]:
         """PostgreSQL: abandon, alert and run again the runs of instances whose launcher is gone.
@@ -148,6 +136,36 @@ class Keeper:
         for run in abandoned:
             self.alerts.run_ended(run)
         return abandoned
+
+    def _report_undecodable(self) -> None:
+        """Alert once per run that cannot be read back (every sweep skips it); later sweeps stay quiet."""
+        for run_id, why in self.ledger.undecodable_rows().items():
+            if run_id in self._reported_rows:
+                continue
+            self._reported_rows.add(run_id)
+            text = (
+                f":warning: batch-trigger: run `{run_id[:64]}` cannot be read back from the ledger"
+                f" ({why[:300]}); sweeps and listings skip it. See docs/runbook.md, 'A run the ledger"
+                " cannot read'."
+            )
+            self.alerts.send(text, [{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
+
+    def _prune(self, now: datetime) -> int:
+        """Delete finished runs past RETENTION_DAYS, at most once an hour per instance."""
+        if not self.settings.retention_days or (self._next_prune and now < self._next_prune):
+            return 0
+        self._next_prune = now + PRUNE_EVERY
+        pruned = self.ledger.prune(before=now - timedelta(days=self.settings.retention_days))
+        if pruned:
+            log.info("pruned %d finished runs older than %d days", pruned, self.settings.retention_days)
+        return pruned
+
+    def _count_finished_runs(self) -> None:
+        """Feed the metrics with the runs this instance finished since the last sweep."""
+        for run in self.ledger.finished_on(self.settings.instance_id, self._counted_until):
+            metrics().run_finished(run)
+            if run.finished_at is not None:
+                self._counted_until = max(self._counted_until, run.finished_at)
 
     def seed_metrics(self) -> None:
         """Every job's series at zero, then its last success and failure as the ledger knows them
