@@ -96,7 +96,7 @@ def test_it_answers_a_skipped_slot_as_a_duplicate_later(service: LiveService) ->
     assert later.status == 200 and later.body["status"] == "skipped" and later.body["duplicate"] is True
 
 
-@pytest.mark.parametrize("body", [b"[1, 2]", b"not json", b'"text"', b"{"])
+@pytest.mark.parametrize("body", [b"[1, 2]", b"not json", b'"text"', b"{", b"[" * 5000])
 def test_it_answers_400_malformed_for_a_body_that_is_not_a_json_object(
     service: LiveService, body: bytes
 ) -> None:
@@ -156,6 +156,10 @@ TOKEN_FAILURES = {
     "params not an object": lambda s: _signed(s, _claims(s, params=[1])),
     "header nested past the parser's depth": lambda s: _b64(b"[" * 5000) + ".e30.sig",
     "slot beyond UTC's range": lambda s: _signed(s, _claims(s, slot="0001-01-01T00:00:00+01:00")),
+    "slot in year 999": lambda s: _signed(s, _claims(s, slot="0999-06-05T00:00:00Z")),
+    "slot in the basic format": lambda s: _signed(s, _claims(s, slot="20260605T000000Z")),
+    "slot as an ISO week date": lambda s: _signed(s, _claims(s, slot="2026-W23-5T00:00:00Z")),
+    "exp as a string": lambda s: _signed(s, _claims(s, exp=str(int(time.time()) + 60))),
 }
 
 
@@ -216,3 +220,16 @@ def test_it_records_who_triggered_and_the_event(service: LiveService) -> None:
     )
     manual = service.post("count", service.mint("count"))
     assert manual.body["trigger"] == "manual"
+
+
+def test_it_lets_a_jobs_token_read_only_that_jobs_runs(service: LiveService) -> None:
+    run = service.post("count", service.mint("count")).body
+    own = service.mint("count")
+    assert service.get(f"/v1/runs/{run['id']}", own).status == 200
+    assert service.get("/v1/runs?job=count&limit=1", own).status == 200
+    for path in ("/v1/runs", "/v1/runs?job=slow", "/v1/jobs", "/v1/instance"):
+        answer = service.get(path, own)
+        assert (answer.status, _error(answer)) == (403, "job_mismatch"), path
+    other = service.get(f"/v1/runs/{run['id']}", service.mint("slow"))
+    assert (other.status, _error(other)) == (403, "job_mismatch")
+    assert service.get("/v1/runs?limit=%C2%B2").status == 400
