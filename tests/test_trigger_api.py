@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from service.ledger import open_ledger
 from service.slots import utcnow
@@ -233,3 +235,25 @@ def test_it_lets_a_jobs_token_read_only_that_jobs_runs(service: LiveService) -> 
     other = service.get(f"/v1/runs/{run['id']}", service.mint("slow"))
     assert (other.status, _error(other)) == (403, "job_mismatch")
     assert service.get("/v1/runs?limit=%C2%B2").status == 400
+
+
+def test_it_answers_401_when_a_tokens_alg_does_not_fit_its_kids_key(tmp_path: Path) -> None:
+    """A mixed asymmetric keyring: an ES256 header on the RSA key's kid (pyjwt: InvalidKeyError)."""
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    public = {
+        name: key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode()
+        for name, key in (("rsa", rsa_key), ("ec", ec_key))
+    }
+    keyring = {"TRIGGER_KEYS": json.dumps(public), "TRIGGER_ALGORITHMS": "RS256,ES256"}
+    with LiveService(tmp_path, workers=1, **keyring) as mixed:
+        ec_pem = ec_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        token = jwt.encode(_claims(mixed), ec_pem, algorithm="ES256", headers={"kid": "rsa"})
+        answer = mixed.post("count", token)
+        assert (answer.status, _error(answer)) == (401, "token_invalid")
+        fitting = jwt.encode(_claims(mixed), ec_pem, algorithm="ES256", headers={"kid": "ec"})
+        assert mixed.post("count", fitting).status == 202
