@@ -8,8 +8,8 @@ import subprocess
 import sys
 import time
 
-from bench import coldstart, fleet, interference, latency, report, throughput
-from bench.stack import Stack
+from bench import coldstart, fleet, growth, idle, interference, latency, report, throughput
+from bench.stack import WORKERS, Stack
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,10 +20,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-runs", type=int, default=30, help="fresh processes per handler (default 30)")
     parser.add_argument("--firings", type=int, default=200, help="firings for event-to-start (default 200)")
     parser.add_argument("--deliveries", type=int, default=1000, help="deliveries per storm (default 1000)")
+    parser.add_argument("--idle-seconds", type=float, default=40, help="idle fleet sample (default 40)")
+    parser.add_argument(
+        "--only", default="", help="comma-separated sections to run: growth, idle (default: every section)"
+    )
     args = parser.parse_args(argv)
+    only = {name.strip() for name in args.only.split(",") if name.strip()}
     began = time.monotonic()
     lines: list[str] = []
     with Stack() as stack:
+        if only:
+            lines += _ledger_sections(stack, only, args.idle_seconds)
+            header = ["## batch-trigger benchmarks", "", *report.machine(stack.postgres_version()), ""]
+            minutes = (time.monotonic() - began) / 60
+            print("\n".join([*header, *lines, f"(measured in {minutes:.1f} minutes)"]))
+            return 0
         _progress("1/5 trigger vs bare endpoint (SQLite, PostgreSQL)")
         rows = throughput.measure(stack, reps=args.reps, seconds=args.seconds)
         lines += [*report.throughput(rows, args.reps, args.seconds, throughput.CONNECTIONS), ""]
@@ -46,10 +57,48 @@ def main(argv: list[str] | None = None) -> int:
         _progress("5/5 interference of a CPU-bound batch with web latency")
         result = interference.measure(stack, reps=args.reps, seconds=args.seconds)
         lines += [*report.interference(result, args.seconds), ""]
+        lines += _ledger_sections(stack, {"growth", "idle"}, args.idle_seconds)
         header = ["## batch-trigger benchmarks", "", *report.machine(stack.postgres_version()), ""]
     minutes = (time.monotonic() - began) / 60
     print("\n".join([*header, *lines, f"(measured in {minutes:.1f} minutes)"]))
     return 0
+
+
+def _ledger_sections(stack: Stack, sections: set[str], idle_seconds: float) -> list[str]:
+    """Sections 6 and 7: the ledger from 0 to 1 M runs, and an idle fleet's cost to PostgreSQL."""
+    lines: list[str] = []
+    if "growth" in sections:
+        _progress("6   growth: 0, 100 k and 1 M runs (SQLite, PostgreSQL)")
+        rows = {"SQLite": _growth(stack, "sqlite"), "PostgreSQL": _growth(stack, "postgres")}
+        lines += [*report.growth(rows), ""]
+    if "idle" in sections:
+        _progress("7   idle fleet of 1, 3 and 6 instances on one PostgreSQL")
+        lines += [*report.idle_fleet(idle.measure(stack, idle_seconds), WORKERS), ""]
+    return lines
+
+
+def _growth(stack: Stack, backend: str) -> dict[str, dict[str, float]]:
+    """One process measures the three sizes of one backend; their databases go afterwards."""
+    urls = {
+        size: f"sqlite:///{stack.work / f'growth-{size}.db'}" if backend == "sqlite" else stack.postgres_url()
+        for size in growth.SIZES
+    }
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.growth", *(f"{size}={url}" for size, url in urls.items())],
+            capture_output=True, text=True, timeout=3600, check=False,
+        )  # fmt: skip
+    finally:
+        for url in urls.values():
+            if backend == "sqlite":
+                for path in stack.work.glob(f"{url.rsplit('/', 1)[1]}*"):
+                    path.unlink()
+            else:
+                stack.drop_postgres(url)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.growth failed: {done.stderr[-2000:]}")
+    result: dict[str, dict[str, float]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def _breakdown(ledger_url: str) -> dict[str, float]:

@@ -26,12 +26,14 @@ COUNT = 2000
 
 def main(ledger_url: str) -> dict[str, float]:
     """Measure each step of the trigger path against the bare endpoint; µs of CPU per operation."""
+    # Stamps and run files in folders that go when the measurement ends.
+    work = tempfile.TemporaryDirectory(prefix="batch-trigger-breakdown-")
     os.environ.update(
         LEDGER_URL=ledger_url,
         TRIGGER_SECRET=os.urandom(24).hex(),
         BATCH_MODULES="bench.jobs",
-        BENCH_STAMP_DIR=tempfile.mkdtemp(),
-        RUN_DIR=tempfile.mkdtemp(),
+        BENCH_STAMP_DIR=work.name,
+        RUN_DIR=f"{work.name}/run",
     )
     from bench.bare import create_app as bare_app
     from service.ledger import ClaimRequest
@@ -81,6 +83,7 @@ def main(ledger_url: str) -> dict[str, float]:
     worker, descendants = _new_claims(app, tokens(200, new_slots=True))
     out["trigger, new claim: web worker"] = worker
     out["trigger, new claim: forked processes (3 per claim)"] = descendants
+    work.cleanup()
     return out
 
 

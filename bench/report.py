@@ -13,6 +13,7 @@ from importlib.metadata import version
 from bench import wrk
 from bench.coldstart import ColdStart
 from bench.fleet import Storm
+from bench.idle import IdleFleet
 from bench.interference import Interference
 from bench.throughput import Comparison, median
 
@@ -23,6 +24,7 @@ TARGETS = {
     "cold": 1.3,
     "start_p99_ms": 100.0,
     "interference": 1.5,
+    "growth": 1.5,
 }
 
 
@@ -168,3 +170,53 @@ def percentile(values: Sequence[float], pct: float) -> float:
     ordered = sorted(values)
     rank = max(1, round(pct / 100 * len(ordered) + 0.4999))
     return ordered[min(rank, len(ordered)) - 1]
+
+
+def growth(rows: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """Table 6: each request and sweep on ledgers of growing size, as ratios to the empty ledger."""
+    ledgers = list(rows)
+    sizes = list(next(iter(rows[ledgers[0]].values())))
+    names = {"0": "0", "100000": "100 k", "1000000": "1 M"}
+    head = " | ".join(f"{ledger} {'ms at 0' if size == '0' else names.get(size, size)}"
+                      for ledger in ledgers for size in sizes)  # fmt: skip
+    lines = [
+        "### 6. Growth: each request and sweep on a ledger of 0, 100 k and 1 M finished runs "
+        "(200 jobs, 3 years of slots; in-process, medians of 200 calls interleaved across sizes; "
+        f"ratios to 0; target ≤ {TARGETS['growth']}{TIMES} at 1 M)",
+        "",
+        f"| operation | {head} | |",
+        f"|---|{'---:|' * len(ledgers) * len(sizes)}---|",
+    ]
+    for operation in rows[ledgers[0]]:
+        cells, met = [], True
+        for ledger in ledgers:
+            figures = rows[ledger][operation]
+            base = figures["0"]
+            for size in sizes:
+                if size == "0":
+                    cells.append(f"{base:.2f}")
+                    continue
+                ratio = figures[size] / base
+                cells.append(f"{ratio:.2f}{TIMES}")
+                met = met and (size != sizes[-1] or ratio <= TARGETS["growth"])
+        lines.append(f"| {operation} | {' | '.join(cells)} | {'met' if met else 'MISSED'} |")
+    return lines
+
+
+def idle_fleet(fleets: Sequence[IdleFleet], workers: int) -> list[str]:
+    """Table 7: what an idle fleet costs its PostgreSQL."""
+    lines = [
+        f"### 7. Idle fleet on one PostgreSQL: {workers} workers per instance, every worker reached "
+        f"by /readyz, then {fleets[0].seconds:.0f} s idle (pg_stat_activity every 0.1 s, "
+        "pg_stat_database)",
+        "",
+        "| instances | connections per instance, mean | most at any sample | budget (workers + 1) | "
+        "fleet's connections | statements/s per instance |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for fleet in fleets:
+        lines.append(
+            f"| {fleet.instances} | {fleet.connections_mean:.2f} | {fleet.connections_max} | {workers + 1} | "
+            f"{fleet.connections_mean * fleet.instances:.1f} | {fleet.statements_per_s:.2f} |"
+        )
+    return lines

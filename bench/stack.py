@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ class Stack:
         self.settings = Settings.from_env({"TRIGGER_SECRET": self.secret})
         self.stamp_file = self.work / "stamps"
         self._exit = contextlib.ExitStack()
+        # Registered first, so it runs last: the work folder goes once every process using it stopped.
+        self._exit.callback(shutil.rmtree, self.work, ignore_errors=True)
         self._postgres: PostgresServer | None = None
         self._slots = iter(range(1, 10**9))
         self._base = datetime(2031, 1, 1, tzinfo=UTC) + timedelta(days=secrets.randbelow(3650))
@@ -70,6 +73,16 @@ class Stack:
             server.start()
             self._postgres = server
         return self._postgres.create_database()
+
+    def postgres_server_url(self) -> str:
+        """The URL of the server's own `postgres` database (after postgres_url started it)."""
+        assert self._postgres is not None
+        return self._postgres.url()
+
+    def drop_postgres(self, url: str) -> None:
+        """Drop a database that postgres_url made, once nothing uses it (its disk space goes now)."""
+        if self._postgres is not None:
+            self._postgres.drop_database(url)
 
     def postgres_version(self) -> str:
         """The server's version string (after postgres_url started it)."""

@@ -39,7 +39,7 @@ def _version_2(url: str) -> SqlLedger:
     for statement in filter(str.strip, script.split(";")):
         ledger._query(statement)
     ledger._query("INSERT INTO schema_version (version) VALUES (2)")
-    bulk.fill(ledger, 2_000, jobs=20, years=1, end=T0)
+    bulk.fill(ledger, 2_000, jobs=20, span=timedelta(days=365), end=T0)
     since = ledger._encode_time(T0 - 400 * HOUR)
     ledger._query("INSERT INTO watched_jobs (job, since) VALUES (?, ?)", ("job-001", since))
     return ledger

@@ -17,7 +17,7 @@ from tests.support.postgres import PostgresServer
 
 RUNS = 200_000
 NOW = bulk.END + timedelta(days=1)
-FIRST_DAY = bulk.END - timedelta(days=365 * bulk.YEARS)
+FIRST_DAY = bulk.END - bulk.SPAN
 # The unique (job, slot, target, attempt) constraint's index, as each backend names it.
 UNIQUE = ("sqlite_autoindex_runs_2", "runs_job_slot_target_attempt_key")
 

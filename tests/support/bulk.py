@@ -2,8 +2,8 @@
 
 Shared by the query-plan tests and `make bench`'s growth section. The rows look like a fleet's
 history: `jobs` jobs named job-000, job-001, ..., one slot after another, spread evenly over
-`years` years that end `end`; most runs succeeded, one in 50 failed, one in 500 was abandoned
-and one in 700 interrupted (all long ago, so no sweep should read them); every failed slot has
+`span` (three years) that ends `end`; most runs succeeded, one in 50 failed, one in 500 was
+abandoned and one in 700 interrupted (all long ago, so no sweep should read them); every failed slot has
 its watchdog record.
 """
 
@@ -19,7 +19,7 @@ from service.ledger.sql import SqlLedger
 
 END = datetime(2026, 1, 1, tzinfo=UTC)
 JOBS = 200
-YEARS = 3
+SPAN = timedelta(days=365 * 3)
 
 # One expression per column, in the backend's dialect; `i` is the row number, `step` the seconds
 # between two slots of one job, `base` the first slot.
@@ -32,7 +32,7 @@ WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?),
 t(i, s) AS (SELECT i, unixepoch(?) + (i / ?) * ? FROM n)
 INSERT INTO runs (id, job, slot, attempt, status, trigger, created_at, instance, started_at,
                   heartbeat_at, finished_at, error, params, target)
-SELECT printf('bulk%028x', i), printf('job-%03d', i % ?),
+SELECT printf('%012x', s * 1000) || lower(hex(randomblob(10))), printf('job-%03d', i % ?),
        strftime('%Y-%m-%dT%H:%M:%S.000000Z', s, 'unixepoch'), 1, {_STATUS}, 'schedule',
        strftime('%Y-%m-%dT%H:%M:%S.000000Z', s + 1, 'unixepoch'), 'i-' || (i % 6),
        strftime('%Y-%m-%dT%H:%M:%S.000000Z', s + 2, 'unixepoch'),
@@ -43,7 +43,8 @@ FROM t
 _POSTGRES = f"""
 INSERT INTO runs (id, job, slot, attempt, status, trigger, created_at, instance, started_at,
                   heartbeat_at, finished_at, error, params, target)
-SELECT 'bulk' || lpad(to_hex(i), 28, '0'), 'job-' || lpad((i % ?)::text, 3, '0'), s, 1, {_STATUS},
+SELECT lpad(to_hex((extract(epoch FROM s) * 1000)::bigint), 12, '0') || left(md5(random()::text || i), 20),
+       'job-' || lpad((i % ?)::text, 3, '0'), s, 1, {_STATUS},
        'schedule', s + interval '1 second', 'i-' || (i % 6), s + interval '2 seconds',
        s + interval '30 seconds', s + interval '60 seconds', NULL, '{{}}', ''
 FROM (SELECT i, ?::timestamptz + (i / ?) * ? * interval '1 second' AS s
@@ -56,13 +57,24 @@ def job_names(jobs: int = JOBS) -> list[str]:
     return [f"job-{n:03d}" for n in range(jobs)]
 
 
-def fill(ledger: Ledger, runs: int, *, jobs: int = JOBS, years: int = YEARS, end: datetime = END) -> None:
-    """Add `runs` finished runs of `jobs` jobs over `years` years ending at `end` (one statement)."""
+def fill(
+    ledger: Ledger,
+    runs: int,
+    *,
+    jobs: int = JOBS,
+    span: timedelta = SPAN,
+    end: datetime = END,
+    statistics: bool = True,
+) -> None:
+    """Add `runs` finished runs of `jobs` jobs over `span` ending at `end` (one statement).
+
+    Ids are made as the product makes them (the time in ms, then random): fill again to add more.
+    """
     if runs <= 0:
         return
     assert isinstance(ledger, SqlLedger)
     per_job = -(-runs // jobs)
-    step = max(1, int(timedelta(days=365 * years).total_seconds()) // per_job)
+    step = max(1, int(span.total_seconds()) // per_job)
     base = end - timedelta(seconds=step * per_job)
     if _backend(ledger) == "sqlite":
         ledger._query(_SQLITE, (runs, base.strftime("%Y-%m-%d %H:%M:%S"), jobs, step, jobs))
@@ -73,7 +85,8 @@ def fill(ledger: Ledger, runs: int, *, jobs: int = JOBS, years: int = YEARS, end
         "INSERT INTO missed_slots (job, slot, alerted_at) SELECT job, slot, finished_at FROM runs"
         " WHERE status = 'failed' ON CONFLICT (job, slot) DO NOTHING"
     )
-    analyze(ledger)
+    if statistics:
+        analyze(ledger)
 
 
 def analyze(ledger: Ledger) -> None:
