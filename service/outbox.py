@@ -34,6 +34,7 @@ class Outbox:
         self._lock = threading.Lock()
         self._pid = 0
         self._queue: queue.Queue[tuple[str, Blocks]] = queue.Queue(capacity)
+        self._sending: str | None = None  # the message the sender waits on Slack for
 
     def put(self, text: str, blocks: Blocks) -> bool:
         """Queue a message; False, with an error log line naming it, when the queue is full."""
@@ -60,6 +61,9 @@ class Outbox:
     def close(self, timeout: float) -> int:
         """Send what waits for up to `timeout` seconds, then log each message left unsent; their count."""
         left = self.flush(timeout)
+        sending = self._sending
+        if left and sending is not None:
+            log.error("slack alert not confirmed (the process is stopping): %s", _first_line(sending))
         while True:
             try:
                 text, _ = self._queue.get_nowait()
@@ -86,11 +90,13 @@ class Outbox:
     def _send_forever(self, pending: queue.Queue[tuple[str, Blocks]]) -> None:
         while True:
             text, blocks = pending.get()
+            self._sending = text
             try:
                 self._deliver(text, blocks)
             except Exception:  # a sender that died would leave every later alert queued forever
                 log.exception("slack alert not delivered")
             finally:
+                self._sending = None
                 pending.task_done()
 
 
