@@ -6,6 +6,12 @@ clock 45 s ahead, as a host whose NTP broke would. Its keeper sweeps the shared 
 second; leases are judged on the database's clock, so it must leave the other instance's live
 run alone. Executions are counted from what the job itself writes (`tests.fleet_jobs`), in the
 order it wrote them, so no clock is needed to tell whether two copies overlapped.
+
+libfaketime 0.9.10 (Debian 12) fakes the monotonic clock too, and the test keeps it so:
+with FAKETIME_DONT_FAKE_MONOTONIC=1, Python's time.sleep fails with EINVAL (its absolute
+clock_nanosleep deadline is shifted). With it faked, sleeps and select/poll timeouts work, but a
+lock or Event wait *with a timeout* (sem_clockwait, not intercepted) waits until woken: code
+the skewed instance runs must not rely on one, which the service does not.
 """
 
 from __future__ import annotations
