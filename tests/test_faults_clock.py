@@ -11,7 +11,8 @@ libfaketime 0.9.10 (Debian 12) fakes the monotonic clock too, and the test keeps
 with FAKETIME_DONT_FAKE_MONOTONIC=1, Python's time.sleep fails with EINVAL (its absolute
 clock_nanosleep deadline is shifted). With it faked, sleeps and select/poll timeouts work, but a
 lock or Event wait *with a timeout* (sem_clockwait, not intercepted) waits until woken: code
-the skewed instance runs must not rely on one, which the service does not.
+the skewed instance runs must not rely on one (the service's one timed wait, joining a batch's
+output thread, ends anyway when that thread does).
 """
 
 from __future__ import annotations
