@@ -19,7 +19,7 @@ class Trickle:
 
     def __init__(self, port: int, every: float = 0.5) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.every, self.answer, self.stop = every, b"", threading.Event()
+        self.every, self.answer, self.stop, self.sent = every, b"", threading.Event(), 0
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -30,6 +30,7 @@ class Trickle:
                 if self.stop.wait(self.every):
                     return
                 self.sock.sendall(bytes([byte]))
+                self.sent += 1
         except OSError:  # the server answered and closed: read what it said
             pass
         finally:
@@ -70,7 +71,10 @@ def _healthz_answers(service: LiveService, deadline: float) -> bool:
 def test_it_answers_healthz_while_slow_clients_trickle_headers(instance: LiveService) -> None:
     trickles = [Trickle(instance.port) for _ in range(6)]  # three per worker
     try:
-        time.sleep(1)  # every trickle has its connection open and a few bytes sent
+        deadline = time.monotonic() + 10
+        while min(trickle.sent for trickle in trickles) < 2:  # each has started its request
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         for _ in range(3):
             assert _healthz_answers(instance, time.monotonic() + 10)
         assert instance.post("count", instance.mint("count")).status == 202  # a POST with a body too
