@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -116,6 +116,11 @@ class PostgresLedger(SqlLedger):
 
     def __init__(self, url: str) -> None:
         super().__init__()
+        url, pool_mode = _pool_mode(url)
+        #: Behind a transaction pooler (PgBouncer pool_mode=transaction, RDS Proxy), each transaction
+        #: may run on another server session: the ledger then keeps nothing in a session — no
+        #: server-side prepared statements, no SET, no session advisory lock (README, Running a fleet).
+        self.transaction_pooling = pool_mode == "transaction"
         try:
             params = conninfo_to_dict(url)
         except psycopg.Error as exc:
@@ -177,6 +182,8 @@ class PostgresLedger(SqlLedger):
 
     def hold_launcher_lock(self, instance: str) -> bool:
         """Take (or keep) the instance's session advisory lock: freed the moment this session ends."""
+        if self.transaction_pooling:
+            return True  # no session to hold a lock in: the lease alone judges this instance
         conn = self._connection()  # a new session if the server ended the last one: lock again
         state = self._state()
         if getattr(state, "launcher_lock", None) is conn:
@@ -198,6 +205,8 @@ class PostgresLedger(SqlLedger):
 
     def launcher_locks(self, grace: timedelta) -> dict[str, bool | None]:
         """Per instance with running runs: launcher lock held, free, or None within `grace` of a restart."""
+        if self.transaction_pooling:
+            return {}  # pooled sessions hold no launcher locks: none of them is anyone's to judge
         rows = self._query(
             f"SELECT instance, bool_or({_LOCK_FREE}), bool_or({_JUDGEABLE}) FROM runs"
             " WHERE status = 'running' AND instance IS NOT NULL GROUP BY instance",
@@ -237,9 +246,15 @@ class PostgresLedger(SqlLedger):
             conn = None
         if conn is None:
             with self._errors():
-                conn = psycopg.connect(self._conninfo, autocommit=True)
+                # psycopg prepares a statement on the server after 5 runs; a pooler may hand the
+                # next run to a session that never saw it (PgBouncer < 1.21).
+                conn = psycopg.connect(
+                    self._conninfo, autocommit=True, prepare_threshold=None if self.transaction_pooling else 5
+                )
                 conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
-                conn.execute("SET TIME ZONE 'UTC'")
+                if not self.transaction_pooling:
+                    # Times are normalised to UTC when read anyway; this only spares a conversion.
+                    conn.execute("SET TIME ZONE 'UTC'")
             state.conn = conn
         return conn
 
@@ -252,6 +267,18 @@ class PostgresLedger(SqlLedger):
             if self._password:
                 detail = detail.replace(self._password, "***")
             raise LedgerUnavailable(f"PostgreSQL ledger unavailable ({self._target}): {detail}") from exc
+
+
+def _pool_mode(url: str) -> tuple[str, str]:
+    """LEDGER_URL without our own `pool_mode` parameter (libpq knows no such option), and its value."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    modes = [value for name, value in query if name == "pool_mode"]
+    mode = modes[-1] if modes else "session"
+    if mode not in ("session", "transaction"):
+        raise ConfigError(f"LEDGER_URL pool_mode must be 'session' or 'transaction', not {mode[:32]!r}")
+    rest = urlencode([(name, value) for name, value in query if name != "pool_mode"])
+    return parts._replace(query=rest).geturl(), mode
 
 
 def launcher_key(instance: str) -> int:
