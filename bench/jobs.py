@@ -29,6 +29,13 @@ def stamp(ctx: JobContext) -> None:
     _stamp(ctx, "start")
 
 
+@job("bench-hold", overlap="allow", timeout=900)
+def hold(ctx: JobContext) -> None:
+    """Note the start (with the attempt), then sleep `params.seconds`: a batch that just runs long."""
+    _stamp(ctx, "start", str(ctx.attempt))
+    time.sleep(float(ctx.params.get("seconds", 60)))
+
+
 @job("bench-spin", overlap="allow", timeout=600)
 def spin(ctx: JobContext) -> None:
     """Burn CPU in pure Python for `params.seconds`, then note how much CPU time it got."""

@@ -36,7 +36,7 @@ PRUNE_EVERY = timedelta(hours=1)
 COUNT_EVERY = 5.0
 #: PostgreSQL: an instance whose launcher lock was seen free this long (in two looks, COUNT_EVERY
 #: apart) is gone; its runs are abandoned and run again at once, without waiting for their lease.
-#: Longer than service.runs.launcher.LOCK_LOSS_LIMIT: a live launcher that lost its session has
+#: Longer than service.runs.liveness.LOSS_LIMIT: a live launcher that lost its session has
 #: stopped its batches by then.
 LAUNCHER_GONE_AFTER = 4.0
 #: ... but never within this long of the database's (re)start: every lock is free then, and the

@@ -33,6 +33,7 @@ from service.ledger import Ledger, Run, Status, open_ledger
 from service.runs import fencing, handoff, localruns
 from service.runs.batches import Batch, fields, start_batch
 from service.runs.claim_and_launch import ClaimAndLaunch
+from service.runs.liveness import LauncherLock
 from service.runs.runner import exit_outcome, notice_for
 from service.runs.spool import Outcome, Spool
 from service.slots import utcnow
@@ -40,12 +41,6 @@ from service.slots import utcnow
 log = logging.getLogger("batch_trigger.runner")
 #: How often an outcome or a start the ledger refused is tried again; heartbeats too, after a failure.
 RETRY_SECONDS = 1.0
-#: PostgreSQL: a launcher that lost its session, while the database itself answers, stops its
-#: batches after this long without its lock; other keepers judge only after the lock was seen
-#: free for `service.ops.keeper.LAUNCHER_GONE_AFTER` (longer), so they never overlap.
-LOCK_LOSS_LIMIT = 2.0
-# What a PostgreSQL server that is down or restarting answers (nobody can judge a lock then).
-_DATABASE_DOWN = ("connection refused", "starting up", "shutting down", "not yet accepting", "recovery mode")
 
 
 class Launcher:
@@ -63,12 +58,12 @@ class Launcher:
         self.batches: dict[str, Batch] = {}
         self.unrecorded: dict[str, tuple[Outcome, str]] = {}  # outcome, alert excerpt
         self.waiting: set[str] = set()  # handed to us while the ledger did not answer
+        self.spooled: set[str] = set()
         self.stopping: str | None = None
         self.next_beat = 0.0
         self.next_retry = 0.0
         self.announcers: list[int] = []
-        self.lock_lost_at: float | None = None
-        self.database_down = False
+        self.lock = LauncherLock(ledger, settings.instance_id, settings.launcher_lock)
         self.sock = handoff.listen(settings.run_dir, settings.instance_id)
 
     def serve(self, wake: list[int], stop_reason: Callable[[], str | None]) -> None:
@@ -91,10 +86,10 @@ class Launcher:
     def _tick(self, wake: list[int]) -> None:
         now = time.monotonic()
         due = [self.next_beat, *(b.next_due() for b in self.batches.values())]
-        if self.unrecorded or self.waiting or self.lock_lost_at is not None:
+        if self.unrecorded or self.waiting or self.lock.lost_at is not None:
             due.append(self.next_retry)
         watched = [self.sock.fileno(), *wake]
-        session = self.ledger.launcher_session_fd() if self.lock_lost_at is None else None
+        session = self.lock.session_fd()
         if session is not None:
             watched.append(session)  # readable when the server ends the session: lock again at once
         for batch in self.batches.values():
@@ -108,27 +103,38 @@ class Launcher:
                 with contextlib.suppress(BlockingIOError):
                     os.read(wake[0], 512)  # the signal wake-up bytes
             if session is not None and session in ready:
-                self._locked()
-        for run_id in handoff.receive(self.sock):
-            self._start(run_id)
+                self.lock.held()
+        self._start_handed()
         for batch in list(self.batches.values()):
             batch.pump_output()
             code = batch.process.wait(0)
             if code is not None:
                 self._ended(batch, code)
+                # Starts go first: a run handed over while others' ends are recorded does not wait.
+                self._start_handed()
             else:
                 batch.enforce(time.monotonic(), self.settings.kill_grace_seconds)
         now = time.monotonic()
         if now >= self.next_beat:
             self._beat()
-        if (self.unrecorded or self.waiting or self.lock_lost_at is not None) and now >= self.next_retry:
+        if (self.unrecorded or self.waiting or self.lock.lost_at is not None) and now >= self.next_retry:
             self.next_retry = now + RETRY_SECONDS
-            self._fence_without_lock()
+            if self.lock.must_fence():
+                for batch in self.batches.values():
+                    batch.interrupt(
+                        "the launcher lost its database session: another instance may take the run over",
+                        now,
+                        self.settings.kill_grace_seconds,
+                    )
             for run_id in list(self.unrecorded):
                 self._record(run_id)
             for run_id in list(self.waiting):
                 self._start(run_id)
         self._reap_announcers()
+
+    def _start_handed(self) -> None:
+        for run_id in handoff.receive(self.sock):
+            self._start(run_id)
 
     def _take_over(self) -> None:
         """At start: record spooled outcomes, end what a dead launcher left, adopt accepted runs."""
@@ -138,7 +144,8 @@ class Launcher:
                 os.killpg(pid, signal.SIGKILL)
         for run_id, outcome in self.spool.load().items():
             self.unrecorded[run_id] = (outcome, "")
-        while not (self._ready() and self._locked()):
+            self.spooled.add(run_id)
+        while not (self._ready() and self.lock.held()):
             time.sleep(RETRY_SECONDS)
         for run_id in list(self.unrecorded):
             self._record(run_id)
@@ -172,7 +179,7 @@ class Launcher:
     def _start(self, run_id: str) -> None:
         if run_id in self.batches or run_id in self.unrecorded or self.stopping is not None:
             return
-        if not self._locked():
+        if not self.lock.held():
             self.waiting.add(run_id)
             return
         renewed_at = time.monotonic()
@@ -220,11 +227,15 @@ class Launcher:
         self._keep(run, outcome, excerpt)
 
     def _keep(self, run: Run, outcome: Outcome, excerpt: str) -> None:
-        """Spool the outcome, then record it (now, or on a later try)."""
+        """Record the outcome; what the ledger does not take now is spooled and tried again."""
         outcome = Outcome(outcome.status, outcome.error, outcome.finished_at or utcnow(), outcome.completed)
-        self.spool.put(run.id, outcome)
         self.unrecorded[run.id] = (outcome, excerpt)
         self._record(run.id)
+        if run.id in self.unrecorded:
+            # On disk only when it waits: a launcher that dies in the milliseconds before the first
+            # try leaves the run `running`, and its successor runs it again (at least once).
+            self.spool.put(run.id, outcome)
+            self.spooled.add(run.id)
 
     def _record(self, run_id: str) -> None:
         outcome, excerpt = self.unrecorded[run_id]
@@ -241,7 +252,9 @@ class Launcher:
             log.warning("cannot record the outcome yet: %s", exc.message, extra={"run_id": run_id})
             return
         del self.unrecorded[run_id]
-        self.spool.remove(run_id)
+        if run_id in self.spooled:
+            self.spooled.discard(run_id)
+            self.spool.remove(run_id)
         if ended is not None:
             log.info("batch ended %s", ended.status, extra=fields(ended))
             self._announce(ended, excerpt)
@@ -255,7 +268,7 @@ class Launcher:
                 self._adopt()
         if not ids:
             return
-        if not self._locked():
+        if not self.lock.held():
             self.next_beat = time.monotonic() + RETRY_SECONDS
             return
         renewed_at = time.monotonic()
@@ -276,41 +289,6 @@ class Launcher:
                 batch.lose(time.monotonic(), self.settings.kill_grace_seconds)
             elif run_id not in ours and run_id in self.unrecorded:
                 self._record(run_id)
-
-    def _locked(self) -> bool:
-        """Hold the instance's launcher lock (PostgreSQL) before starting or renewing anything."""
-        if not self.settings.launcher_lock:
-            return True
-        try:
-            held = self.ledger.hold_launcher_lock(self.settings.instance_id)
-        except LedgerUnavailable as exc:
-            held = False
-            self.database_down = any(sign in exc.message.lower() for sign in _DATABASE_DOWN)
-        else:
-            self.database_down = False
-            if not held:
-                log.error("another launcher holds this INSTANCE_ID's lock: is the id unique?")
-        if held:
-            if self.lock_lost_at is not None:
-                log.info("launcher lock held again")
-            self.lock_lost_at = None
-        elif self.lock_lost_at is None:
-            log.warning("launcher lock lost (its database session ended); taking it back")
-            self.lock_lost_at = time.monotonic()
-        return held
-
-    def _fence_without_lock(self) -> None:
-        """Take the lock back; stop the batches if it stays lost while the database answers others."""
-        if self.lock_lost_at is None or self._locked():
-            return
-        if self.database_down or time.monotonic() - self.lock_lost_at < LOCK_LOSS_LIMIT:
-            return  # a server that is down or restarting lets nobody judge (keeper: restart grace)
-        for batch in self.batches.values():
-            batch.interrupt(
-                "the launcher lost its database session: another instance may take the run over",
-                time.monotonic(),
-                self.settings.kill_grace_seconds,
-            )
 
     def _stop_all(self, reason: str) -> None:
         self.stopping = reason

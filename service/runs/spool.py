@@ -1,6 +1,6 @@
 """Outcomes not yet in the ledger, kept in a small local spool under RUN_DIR until it answers.
 
-The launcher writes a batch's outcome here before its first attempt to record it, and deletes
+The launcher writes a batch's outcome here when the ledger does not take it at once, and deletes
 it once the ledger has it; a launcher that starts (after a crash, or the instance's restart)
 records what it finds here first, so a run that ended is never taken for one that was lost.
 """

@@ -1,0 +1,66 @@
+"""The launcher's liveness lock on PostgreSQL: held by its session, taken back when the session ends.
+
+Another instance's keeper abandons this instance's runs once the lock stayed free for
+`service.ops.keeper.LAUNCHER_GONE_AFTER`, but never within `RESTART_GRACE` of a database restart
+(every lock is free then). So a launcher that lost its session takes the lock back at once and,
+if it cannot while the database answers others, stops its batches within `LOSS_LIMIT`: before
+any keeper may judge. While the server is down or restarting nobody can judge, and the batches
+go on (their leases and fences still bound them).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from service.errors import LedgerUnavailable
+from service.ledger import Ledger
+
+log = logging.getLogger("batch_trigger.runner")
+#: Without its lock this long, while the database answers, a launcher stops its batches.
+LOSS_LIMIT = 2.0
+# What a PostgreSQL server that is down or restarting answers (nobody can judge a lock then).
+_DATABASE_DOWN = ("connection refused", "starting up", "shutting down", "not yet accepting", "recovery mode")
+
+
+class LauncherLock:
+    """Whether this launcher holds its instance's lock, and since when it does not."""
+
+    def __init__(self, ledger: Ledger, instance: str, enabled: bool) -> None:
+        self.ledger = ledger
+        self.instance = instance
+        self.enabled = enabled
+        self.lost_at: float | None = None
+        self._database_down = False
+
+    def session_fd(self) -> int | None:
+        """The locked session's socket while the lock is held (readable when the server ends it)."""
+        return self.ledger.launcher_session_fd() if self.enabled and self.lost_at is None else None
+
+    def held(self) -> bool:
+        """Take (or keep) the lock; True when this launcher may start or renew anything."""
+        if not self.enabled:
+            return True
+        try:
+            held = self.ledger.hold_launcher_lock(self.instance)
+        except LedgerUnavailable as exc:
+            held = False
+            self._database_down = any(sign in exc.message.lower() for sign in _DATABASE_DOWN)
+        else:
+            self._database_down = False
+            if not held:
+                log.error("another launcher holds this INSTANCE_ID's lock: is the id unique?")
+        if held:
+            if self.lost_at is not None:
+                log.info("launcher lock held again")
+            self.lost_at = None
+        elif self.lost_at is None:
+            log.warning("launcher lock lost (its database session ended); taking it back")
+            self.lost_at = time.monotonic()
+        return held
+
+    def must_fence(self) -> bool:
+        """Try again; True when the lock stays lost while the database answers (stop the batches)."""
+        if self.lost_at is None or self.held():
+            return False
+        return not self._database_down and time.monotonic() - self.lost_at >= LOSS_LIMIT
