@@ -8,8 +8,9 @@ body its Content-Length announces) is handed to the sync worker's own handling. 
 has not sent its request within REQUEST_READ_SECONDS is answered `408` and closed. gunicorn's own
 refusals of requests it cannot parse (400, 414, 431) are answered in the contract's JSON too.
 
-Requests are still served one at a time, in the worker's only thread: web workers fork batch
-supervisors, which is safe only in a process without other threads.
+Requests are still served one at a time, in the worker's only thread, as the sync worker does:
+a thread per slow client (gthread) would only raise the number of clients it takes to starve a
+worker, while a buffered client costs a socket and its bytes.
 """
 
 from __future__ import annotations
