@@ -118,6 +118,7 @@ def start_batch(settings: Settings, ledger: Ledger, spec: JobSpec, run: Run, unt
             settings.batch_nice,
             pipes,
             keep=(fence_read,),
+            keep_files=ledger_files(ledger),
         )
     except OSError:
         os.close(fence_write)
@@ -134,6 +135,12 @@ def start_batch(settings: Settings, ledger: Ledger, spec: JobSpec, run: Run, unt
         timeout_at=time.monotonic() + spec.timeout,
         output=output,
     )
+
+
+def ledger_files(ledger: Ledger) -> tuple[str, ...]:
+    """The SQLite ledger's file (and its -wal/-shm beside it) as a path prefix; none elsewhere."""
+    path = getattr(ledger, "path", None)
+    return (os.path.realpath(path),) if isinstance(path, str) else ()
 
 
 def fields(run: Run) -> dict[str, str]:

@@ -56,15 +56,36 @@ def leave_web_worker() -> None:
             continue
 
 
-def close_inherited(keep: set[int]) -> None:
-    """Close every descriptor above 2 but `keep`: the launcher's socket, lock and ledger session
-    must not live on in a batch (a PostgreSQL session held open by a batch would keep the
-    instance's liveness lock after its launcher died)."""
+def close_inherited(keep: set[int], keep_files: tuple[str, ...] = ()) -> None:
+    """Close every descriptor above 2 but `keep` and those open on `keep_files` (paths, or path
+    prefixes): the launcher's socket, lock and ledger session must not live on in a batch (a
+    PostgreSQL session held open by a batch would keep the instance's liveness lock after its
+    launcher died).
+
+    The SQLite ledger's files are the exception: SQLite keeps one record per open database file
+    for the whole process (https://www.sqlite.org/howtocorrupt.html#fork), which the child
+    inherits with the parent's descriptors in it; a connection the batch opens to the same file
+    reuses that record, so closing those descriptors under it fails its locks ("locking
+    protocol"). They stay open and unused; the child never touches the parent's connection.
+    """
+    if keep_files:
+        keep = keep | _descriptors_on(keep_files)
     low = 3
     for fd in sorted(fd for fd in keep if fd >= 3):
         os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536)
+
+
+def _descriptors_on(paths: tuple[str, ...]) -> set[int]:
+    """This process's descriptors open on a file whose path starts with one of `paths`."""
+    found = set()
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/self/fd/{name}").startswith(paths):
+                    found.add(int(name))
+    return found
 
 
 def _flush_standard_streams() -> None:
@@ -85,12 +106,17 @@ class BatchProcess:
 
     @classmethod
     def start(
-        cls, body: Callable[[int], int], nice: int, output: Pipes | None = None, keep: tuple[int, ...] = ()
+        cls,
+        body: Callable[[int], int],
+        nice: int,
+        output: Pipes | None = None,
+        keep: tuple[int, ...] = (),
+        keep_files: tuple[str, ...] = (),
     ) -> BatchProcess:
         """Fork and run `body(error_fd)` in the child; its return value is the exit code.
 
         With `output`, the child's fds 1 and 2 are those pipes' write ends (the run's log). Of
-        the other descriptors the child inherits, only `keep` stays open.
+        the other descriptors the child inherits, only `keep` and those on `keep_files` stay open.
         """
         read_fd, write_fd = os.pipe()
         pid = os.fork()
@@ -102,7 +128,7 @@ class BatchProcess:
                 reset_signals()
                 if output is not None:
                     output.redirect_here()
-                close_inherited({write_fd, *keep})
+                close_inherited({write_fd, *keep}, keep_files)
                 if nice:
                     os.nice(nice)
                 code = body(write_fd)
