@@ -5,7 +5,7 @@ would see refused connections without ever seeing `/readyz` fail. The arbiter ho
 by `service.gunicorn_conf` first raises a marker that every worker sees (a file named after
 the arbiter's pid) so claims answer 503 `draining`; it keeps the listener open for
 `DRAIN_NOTICE_SECONDS`, lets running batches finish for up to `DRAIN_GRACE_SECONDS`, asks the
-supervisors of those still running to stop (they record `interrupted`; a live instance's
+launcher to stop those still running (it records them `interrupted`; a live instance's
 keeper runs them again), and only then lets gunicorn stop as usual.
 """
 
