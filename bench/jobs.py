@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -46,3 +47,19 @@ def spin(ctx: JobContext) -> None:
         for i in range(20_000):
             total += i * i
     _stamp(ctx, "cpu", f"{time.process_time():.3f}")
+
+
+def chatter(lines: int, logger: logging.LoggerAdapter[logging.Logger] | logging.Logger) -> None:
+    """A chatty batch's output: `lines` printed lines of 100 bytes, every tenth also a log record."""
+    for i in range(lines):
+        print(f"row {i:09d} processed {'.' * 72}")
+        if i % 10 == 0:
+            logger.info("progress", extra={"row": i})
+
+
+@job("bench-chatty", overlap="allow", timeout=600)
+def chatty(ctx: JobContext) -> None:
+    """Print `params.lines` (default 100 000) lines and log every tenth; stamp the body's start and end."""
+    _stamp(ctx, "start")
+    chatter(int(ctx.params.get("lines", 100_000)), ctx.logger)
+    _stamp(ctx, "end")

@@ -8,6 +8,7 @@ The supervising process owns the pipes, so output written by subprocesses or jus
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import select
 import sys
@@ -23,6 +24,10 @@ from service.logs import redact
 from service.runs.logbound import LogBound
 
 READ_SIZE = 64 * 1024
+#: What one pump reads from a stream at most: a chatty batch is drained in few loop turns.
+PUMP_LIMIT = 1024 * 1024
+#: The pipes' kernel buffer (Linux F_SETPIPE_SZ): a batch writes on while its supervisor is busy.
+PIPE_SIZE = 1024 * 1024
 #: A line longer than this (or a partial line older than a flush) is stored in pieces.
 LINE_LIMIT = 16 * 1024
 FLUSH_SECONDS = 1.0
@@ -57,6 +62,11 @@ class Pipes:
                 stream.flush()
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
+        for fd in (out_write, err_write):
+            # Best effort: the default 64 KiB makes a chatty batch wait for every read of its
+            # supervisor; above /proc/sys/fs/pipe-max-size (or off Linux) the default stays.
+            with contextlib.suppress(OSError, AttributeError):
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         return cls(out_read, out_write, err_read, err_write)
 
     def redirect_here(self) -> None:
@@ -119,7 +129,9 @@ class OutputCapture:
         ready, _, _ = select.select(list(self._open.values()), [], [], max(0.0, timeout))
         for name, fd in list(self._open.items()):
             if fd in ready:
-                self._read(name, fd)
+                for _ in range(PUMP_LIMIT // READ_SIZE):
+                    if self._read(name, fd) < READ_SIZE:
+                        break  # the pipe is empty (or closed) for now
         if self._bound.unsent_bytes >= FLUSH_BYTES or time.monotonic() >= self._next_flush:
             self.flush()
         return bool(self._open)
@@ -155,11 +167,12 @@ class OutputCapture:
         self._close()
         self.flush()
 
-    def _read(self, name: str, fd: int) -> None:
+    def _read(self, name: str, fd: int) -> int:
+        """Read once from a stream; how many bytes came (0: none now, or the stream closed)."""
         try:
             data = os.read(fd, READ_SIZE)
         except BlockingIOError:
-            return
+            return 0
         except OSError:
             data = b""
         if not data:
@@ -168,16 +181,18 @@ class OutputCapture:
             data, self._partial[name] = self._partial[name], b""
             if data:
                 self._add(name, data + b"\n", datetime.now(UTC))
-            return
+            return 0
+        size = len(data)
         data = self._partial[name] + data
         end = data.rfind(b"\n") + 1
         if end == 0 and len(data) < LINE_LIMIT:
             self._partial[name] = data
-            return
+            return size
         if end == 0:
             end = len(data)
         self._partial[name] = data[end:]
         self._add(name, data[:end], datetime.now(UTC))
+        return size
 
     def _add(self, stream: str, data: bytes, when: datetime) -> None:
         # One timestamp per read: the lines of one read arrived together.
