@@ -8,8 +8,11 @@ slot ran to its end.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -19,8 +22,13 @@ from typing import Any, TypeVar
 
 import pytest
 
+from service.config import Settings
+from service.jobs import Registry
+from service.ledger import ClaimRequest, Run, open_ledger
+from service.runs.claim_and_launch import ClaimAndLaunch
+from service.slots import utcnow
 from tests.fault_jobs import completed, executions, overlaps
-from tests.support.live import LiveService, format_slot, launcher_pid, unique_slot
+from tests.support.live import REPO, LiveService, format_slot, launcher_pid, unique_slot
 from tests.support.postgres import PostgresServer
 
 T = TypeVar("T")
@@ -187,3 +195,55 @@ def test_it_takes_200_concurrent_new_claims_on_gthread_workers_without_a_500_or_
         poll("every run to end", lambda: True if succeeded() >= ids else None, 120, service)
         ran = Counter(line.split()[0] for line in service.executions("count"))
         assert set(ran) == ids and set(ran.values()) == {1}
+
+
+def test_it_restarts_the_launcher_of_the_keeper_command_and_runs_what_is_handed_to_it(tmp_path: Path) -> None:
+    """`batch-trigger keeper` beside another web server: the same hand-off, the same restarts."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "LEDGER_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "TRIGGER_SECRET": "k" * 40,
+        "BATCH_MODULES": JOBS,
+        "TEST_COUNTER_DIR": str(tmp_path),
+        "INSTANCE_ID": "sidecar-1",
+        "RUN_DIR": str(tmp_path / "run"),
+        **{k: v for k, v in SHORT.items() if k != "BATCH_MODULES"},
+    }
+    keeper = subprocess.Popen(
+        [str(Path(sys.executable).parent / "batch-trigger"), "keeper"], env=env, start_new_session=True
+    )
+    settings = Settings.from_env(env)
+    ledger = open_ledger(settings.ledger_url)
+    ledger.ensure_schema()
+    use_case = ClaimAndLaunch(ledger, Registry(), settings.instance_id, settings.run_dir)
+    try:
+        first = poll("the launcher to start", lambda: _launcher_of(keeper.pid), 30)
+        os.kill(first, signal.SIGKILL)
+        poll("a new launcher", lambda: _launcher_of(keeper.pid) not in (None, first) or None, 30)
+        slot = unique_slot()
+        request = ClaimRequest("stint", slot, "manual", "sidecar-1", params={"seconds": 0.2})
+        claim = use_case.claim(request, utcnow())
+        assert claim.outcome == "new"
+        ended = poll("the run to end", lambda: _ended(ledger.get(claim.run.id)), 30)
+        assert ended.status == "succeeded"
+        keeper.send_signal(signal.SIGTERM)
+        assert keeper.wait(30) == 0
+    finally:
+        if keeper.poll() is None:
+            os.killpg(keeper.pid, signal.SIGKILL)
+            keeper.wait(10)
+    assert completed(executions(tmp_path)) == {format_slot(slot)}
+
+
+def _ended(run: Run | None) -> Run | None:
+    return run if run is not None and not run.active else None
+
+
+def _launcher_of(parent: int) -> int | None:
+    children = Path(f"/proc/{parent}/task/{parent}/children")
+    for pid in children.read_text().split() if children.exists() else []:
+        with contextlib.suppress(OSError):
+            if b"service.runs.launcher" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return int(pid)
+    return None
