@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from bench import coldstart, fleet, growth, idle, interference, latency, report, throughput
+from bench import coldstart, fleet, growth, idle, interference, latency, launcher, report, throughput
 from bench.stack import WORKERS, Stack
 
 
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deliveries", type=int, default=1000, help="deliveries per storm (default 1000)")
     parser.add_argument("--idle-seconds", type=float, default=40, help="idle fleet sample (default 40)")
     parser.add_argument(
-        "--only", default="", help="comma-separated sections to run: growth, idle (default: every section)"
+        "--only", default="", help="comma-separated sections to run: growth, idle, launcher (default: all)"
     )
     args = parser.parse_args(argv)
     only = {name.strip() for name in args.only.split(",") if name.strip()}
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         _progress("5/5 interference of a CPU-bound batch with web latency")
         result = interference.measure(stack, reps=args.reps, seconds=args.seconds)
         lines += [*report.interference(result, args.seconds), ""]
-        lines += _ledger_sections(stack, {"growth", "idle"}, args.idle_seconds)
+        lines += _ledger_sections(stack, {"growth", "idle", "launcher"}, args.idle_seconds)
         header = ["## batch-trigger benchmarks", "", *report.machine(stack.postgres_version()), ""]
     minutes = (time.monotonic() - began) / 60
     print("\n".join([*header, *lines, f"(measured in {minutes:.1f} minutes)"]))
@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _ledger_sections(stack: Stack, sections: set[str], idle_seconds: float) -> list[str]:
-    """Sections 6 and 7: the ledger from 0 to 1 M runs, and an idle fleet's cost to PostgreSQL."""
+    """Sections 6, 7 and 8: the ledger from 0 to 1 M runs, an idle fleet's cost to PostgreSQL, and
+    what starting batches costs an instance (the launcher)."""
     lines: list[str] = []
     if "growth" in sections:
         _progress("6   growth: 0, 100 k and 1 M runs (SQLite, PostgreSQL)")
@@ -74,6 +75,9 @@ def _ledger_sections(stack: Stack, sections: set[str], idle_seconds: float) -> l
     if "idle" in sections:
         _progress("7   idle fleet of 1, 3 and 6 instances on one PostgreSQL")
         lines += [*report.idle_fleet(idle.measure(stack, idle_seconds), WORKERS), ""]
+    if "launcher" in sections:
+        _progress("8   the launcher: CPU per new claim, sessions, crash to re-run, event to start")
+        lines += [*launcher.report(launcher.measure(stack)), ""]
     return lines
 
 

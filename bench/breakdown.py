@@ -83,7 +83,7 @@ def main(ledger_url: str) -> dict[str, float]:
     worker, descendants = _new_claims(app, tokens(200, new_slots=True))
     out["trigger, new claim: web worker"] = worker
     # Zero since the launcher: the worker hands the run over a socket and forks nothing (the
-    # batch's own cost is in table 6, across every process of an instance).
+    # batch's own cost is in table 8, across every process of an instance).
     out["trigger, new claim: processes the web worker forks (none)"] = descendants
     work.cleanup()
     return out

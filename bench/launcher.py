@@ -1,4 +1,4 @@
-"""Measurement 6: what starting batches costs an instance, and how soon a dead instance's run returns.
+"""Measurement 8: what starting batches costs an instance, and how soon a dead instance's run returns.
 
 - CPU per new claim, every process of the instance included (`bench.claimcpu`, SQLite);
 - ledger connections an instance holds on PostgreSQL, idle and with five batches running
@@ -8,7 +8,7 @@
   the kill to the next attempt's body starting on the other (the job's own stamps).
 
 `python -m bench.launcher` runs it alone and prints JSON (used to measure a checkout of the code
-before the launcher the same way); `make bench` prints it as table 6.
+before the launcher the same way); `make bench` prints it as table 8 (`--only launcher`: alone).
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def report(result: dict[str, Any]) -> list[str]:
     """Table 6 in Markdown."""
     cpu, conns = result["cpu"], result["connections"]
     return [
-        "#### 6. Starting batches: CPU per new claim (all processes), ledger connections, crash to re-run",
+        "#### 8. Starting batches: CPU per new claim (all processes), ledger connections, crash to re-run",
         "",
         "| figure | value |",
         "|---|---|",
