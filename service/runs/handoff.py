@@ -8,6 +8,7 @@ stays `accepted` in the ledger and the launcher adopts it: at its start, and on 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import socket
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from service.runs import localruns
 
 #: The longest run id we send; ids are 32 hex characters.
 MAX_DATAGRAM = 256
+# sun_path holds 108 bytes with its terminating NUL.
+_PATH_LIMIT = 107
 
 
 def instance_dir(run_dir: str | None, instance: str) -> Path:
@@ -27,13 +30,21 @@ def socket_path(run_dir: str | None, instance: str) -> Path:
     return instance_dir(run_dir, instance) / "launcher.sock"
 
 
+def address(run_dir: str | None, instance: str) -> str:
+    """The socket's address: its path, or (a path past AF_UNIX's 108 bytes) a Linux abstract name."""
+    path = str(socket_path(run_dir, instance).absolute())
+    if len(path.encode()) < _PATH_LIMIT:
+        return path
+    # Abstract names have no file and no length problem; one per instance directory.
+    return "\0batch-trigger-launcher-" + hashlib.sha256(path.encode()).hexdigest()[:40]
+
+
 def send(run_dir: str | None, instance: str, run_id: str) -> bool:
     """Hand `run_id` to the launcher; False when it could not take it now (it adopts it later)."""
-    path = socket_path(run_dir, instance)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.setblocking(False)
-            sock.sendto(run_id.encode()[:MAX_DATAGRAM], str(path))
+            sock.sendto(run_id.encode()[:MAX_DATAGRAM], address(run_dir, instance))
     except OSError:
         return False
     return True
@@ -46,7 +57,7 @@ def listen(run_dir: str | None, instance: str) -> socket.socket:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(path))
+    sock.bind(address(run_dir, instance))
     sock.setblocking(False)
     return sock
 

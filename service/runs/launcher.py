@@ -139,9 +139,11 @@ class Launcher:
     def _take_over(self) -> None:
         """At start: record spooled outcomes, end what a dead launcher left, adopt accepted runs."""
         for run_id, pid in localruns.leftovers(self.settings.run_dir, self.settings.instance_id).items():
-            log.warning("stopping a batch a dead launcher left (pid %d)", pid, extra={"run_id": run_id})
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
+                # Only a group of this instance's session: after a reboot the pid may be anyone's.
+                if os.getsid(pid) == os.getsid(0):
+                    log.warning("stopping a batch a dead launcher left: %d", pid, extra={"run_id": run_id})
+                    os.killpg(pid, signal.SIGKILL)
         for run_id, outcome in self.spool.load().items():
             self.unrecorded[run_id] = (outcome, "")
             self.spooled.add(run_id)
