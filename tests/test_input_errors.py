@@ -52,6 +52,7 @@ def test_it_answers_400_to_a_body_nested_past_the_parsers_depth(inprocess: InPro
 
 CLAIMS = {
     "exp as a string": {"exp": str(int(time.time()) + 60)},
+    "exp as a string in the past": {"exp": str(int(time.time()) - 3600), "iat": int(time.time()) - 3660},
     "iat as a bool": {"iat": True},
     "nbf as a string": {"nbf": "0"},
     "slot in the basic format": {"slot": "20260605T000000Z"},

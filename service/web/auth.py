@@ -106,6 +106,8 @@ class TokenVerifier:
                 options=options,
             )
         except jwt.ExpiredSignatureError:
+            # pyjwt compared int(exp): a string exp in the past is malformed, not merely expired.
+            self._refuse_time_claims_out_of_shape(token, key, algorithm)
             raise TokenExpired("token has expired") from None
         except jwt.ImmatureSignatureError:
             raise TokenInvalid("token is issued in the future") from None
@@ -125,6 +127,14 @@ class TokenVerifier:
             raise TokenInvalid(f"token rejected: {type(exc).__name__}") from None
         except RecursionError:  # a signed payload nested past the JSON parser's depth
             raise TokenInvalid("token claims are nested too deeply") from None
+
+    def _refuse_time_claims_out_of_shape(self, token: str, key: str, algorithm: str) -> None:
+        """Raise TokenInvalid when a verified token's time claims are not numbers."""
+        options: Any = {"verify_exp": False, "verify_aud": False}
+        payload = jwt.decode(token, key, algorithms=[algorithm], options=options)
+        for name in _NUMERIC_CLAIMS:
+            if name in payload:
+                _number(payload, name)
 
 
 def _header(token: str) -> dict[str, Any]:
