@@ -6,7 +6,7 @@ restart it when it dies (`service.runs.supervisor`). Web workers and the keeper 
 over a Unix socket (`service.runs.handoff`). From one loop it forks each batch from its own small
 image, watches them all, renews all their leases with one statement per heartbeat, fences them
 (`service.runs.fencing`), stops them at their timeout, and records outcomes through one ledger
-connection, spooling those the ledger cannot take yet (`service.runs.spool`).
+connection, keeping those the ledger cannot take yet (`service.runs.outcomes`).
 
 It stays single-threaded on purpose: a process that forks must hold no lock another thread
 could hold (a fork from a threaded web worker is what left batches hung on SQLite's mutex).
@@ -29,12 +29,13 @@ from service.alerts import Alerts
 from service.config import Settings
 from service.errors import LedgerUnavailable, ServiceError, UnknownJob
 from service.jobs import Registry, load_jobs
-from service.ledger import Ledger, Run, Status, open_ledger
+from service.ledger import Ledger, Status, open_ledger
 from service.runs import fencing, handoff, localruns
 from service.runs.batches import Batch, fields, start_batch
 from service.runs.claim_and_launch import ClaimAndLaunch
 from service.runs.liveness import LauncherLock
-from service.runs.runner import exit_outcome, notice_for
+from service.runs.outcomes import Outcomes
+from service.runs.runner import exit_outcome
 from service.runs.spool import Outcome, Spool
 from service.slots import utcnow
 
@@ -53,22 +54,21 @@ class Launcher:
         self.alerts = alerts
         self.lease = timedelta(seconds=settings.lease_seconds)
         self.directory = handoff.instance_dir(settings.run_dir, settings.instance_id)
-        self.spool = Spool(self.directory / "outcomes")
+        self.outcomes = Outcomes(ledger, registry, alerts, Spool(self.directory / "outcomes"))
         self.use_case = ClaimAndLaunch(ledger, registry, settings.instance_id, settings.run_dir)
         self.batches: dict[str, Batch] = {}
-        self.unrecorded: dict[str, tuple[Outcome, str]] = {}  # outcome, alert excerpt
         self.waiting: set[str] = set()  # handed to us while the ledger did not answer
-        self.spooled: set[str] = set()
         self.stopping: str | None = None
         self.next_beat = 0.0
         self.next_retry = 0.0
-        self.announcers: list[int] = []
         self.lock = LauncherLock(ledger, settings.instance_id, settings.launcher_lock)
         self.sock = handoff.listen(settings.run_dir, settings.instance_id)
+        self.outcomes.in_child = self.sock.close
 
     def serve(self, wake: list[int], stop_reason: Callable[[], str | None]) -> None:
         """Run until `stop_reason()` gives one; then stop the batches and flush their outcomes."""
-        self._take_over()
+        if not self._take_over(stop_reason):
+            return  # asked to stop before the ledger ever answered: nothing was started
         flush_until: float | None = None
         while True:
             reason = stop_reason() if self.stopping is None else None
@@ -77,16 +77,16 @@ class Launcher:
                 wake = wake[:1]  # a dead parent's pidfd stays readable: stop watching it
             if self.stopping is not None and not self.batches:
                 flush_until = flush_until or time.monotonic() + self.settings.kill_grace_seconds + 5
-                if not self.unrecorded or time.monotonic() >= flush_until:
+                if not self.outcomes.waiting or time.monotonic() >= flush_until:
                     break
             self._tick(wake)
-        if self.unrecorded:
-            log.error("%d outcome(s) left in the spool for the next launcher", len(self.unrecorded))
+        if self.outcomes.waiting:
+            log.error("%d outcome(s) left in the spool for the next launcher", len(self.outcomes.waiting))
 
     def _tick(self, wake: list[int]) -> None:
         now = time.monotonic()
         due = [self.next_beat, *(b.next_due() for b in self.batches.values())]
-        if self.unrecorded or self.waiting or self.lock.lost_at is not None:
+        if self.outcomes.waiting or self.waiting or self.lock.lost_at is not None:
             due.append(self.next_retry)
         watched = [self.sock.fileno(), *wake]
         session = self.lock.session_fd()
@@ -117,7 +117,8 @@ class Launcher:
         now = time.monotonic()
         if now >= self.next_beat:
             self._beat()
-        if (self.unrecorded or self.waiting or self.lock.lost_at is not None) and now >= self.next_retry:
+        retrying = self.outcomes.waiting or self.waiting or self.lock.lost_at is not None
+        if retrying and now >= self.next_retry:
             self.next_retry = now + RETRY_SECONDS
             if self.lock.must_fence():
                 for batch in self.batches.values():
@@ -126,32 +127,34 @@ class Launcher:
                         now,
                         self.settings.kill_grace_seconds,
                     )
-            for run_id in list(self.unrecorded):
-                self._record(run_id)
+            self.outcomes.retry()
             for run_id in list(self.waiting):
                 self._start(run_id)
-        self._reap_announcers()
+        self.outcomes.reap()
 
     def _start_handed(self) -> None:
         for run_id in handoff.receive(self.sock):
             self._start(run_id)
 
-    def _take_over(self) -> None:
-        """At start: record spooled outcomes, end what a dead launcher left, adopt accepted runs."""
+    def _take_over(self, stop_reason: Callable[[], str | None]) -> bool:
+        """At start: record spooled outcomes, end what a dead launcher left, adopt accepted runs.
+
+        Waits for the ledger (and, on PostgreSQL, the instance's lock); False if asked to stop first.
+        """
         for run_id, pid in localruns.leftovers(self.settings.run_dir, self.settings.instance_id).items():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 # Only a group of this instance's session: after a reboot the pid may be anyone's.
                 if os.getsid(pid) == os.getsid(0):
                     log.warning("stopping a batch a dead launcher left: %d", pid, extra={"run_id": run_id})
                     os.killpg(pid, signal.SIGKILL)
-        for run_id, outcome in self.spool.load().items():
-            self.unrecorded[run_id] = (outcome, "")
-            self.spooled.add(run_id)
+        self.outcomes.load_spool()
         while not (self._ready() and self.lock.held()):
+            if stop_reason() is not None:
+                return False
             time.sleep(RETRY_SECONDS)
-        for run_id in list(self.unrecorded):
-            self._record(run_id)
+        self.outcomes.retry()
         self._adopt(at_start=True)
+        return True
 
     def _ready(self) -> bool:
         try:
@@ -164,7 +167,7 @@ class Launcher:
     def _adopt(self, at_start: bool = False) -> None:
         """Start this instance's accepted runs nobody handed over; at start, end orphaned running ones."""
         for run in self.ledger.active_on(self.settings.instance_id):
-            if run.id in self.batches or run.id in self.unrecorded or run.id in self.waiting:
+            if run.id in self.batches or run.id in self.outcomes.waiting or run.id in self.waiting:
                 continue
             if run.status == Status.ACCEPTED:
                 self._start(run.id)
@@ -175,11 +178,11 @@ class Launcher:
                     run.id, Status.INTERRUPTED, utcnow(), "the launcher stopped while the batch ran"
                 )
                 if ended is not None:
-                    self._announce(ended, "")
+                    self.outcomes.announce(ended, "")
                     self.use_case.recover(ended, utcnow())
 
     def _start(self, run_id: str) -> None:
-        if run_id in self.batches or run_id in self.unrecorded or self.stopping is not None:
+        if run_id in self.batches or run_id in self.outcomes.waiting or self.stopping is not None:
             return
         if not self.lock.held():
             self.waiting.add(run_id)
@@ -198,16 +201,20 @@ class Launcher:
         try:
             spec = self.registry.get(run.job)
         except UnknownJob:
-            self._keep(run, Outcome(Status.FAILED, f"job {run.job!r} is not registered on this instance"), "")
+            unknown = Outcome(Status.FAILED, f"job {run.job!r} is not registered on this instance")
+            self.outcomes.keep(run, unknown, "")
             return
         try:
             until = fencing.deadline(renewed_at, self.lease.total_seconds())
             batch = start_batch(self.settings, self.ledger, spec, run, until)
         except OSError as exc:
-            self._keep(run, Outcome(Status.FAILED, f"could not start the batch: {exc}"), "")
+            self.outcomes.keep(run, Outcome(Status.FAILED, f"could not start the batch: {exc}"), "")
             return
         self.batches[run.id] = batch
-        localruns.register(self.settings.run_dir, self.settings.instance_id, run.id, batch.process.pid)
+        try:
+            localruns.register(self.settings.run_dir, self.settings.instance_id, run.id, batch.process.pid)
+        except OSError as exc:  # RUN_DIR full or gone: the batch runs on, only the drain will not see it
+            log.error("cannot note the running batch under RUN_DIR: %s", exc, extra=fields(run))
         log.info("batch started", extra=fields(run))
 
     def _ended(self, batch: Batch, code: int) -> None:
@@ -215,7 +222,8 @@ class Launcher:
         error = batch.process.error_text()
         excerpt = batch.close()
         del self.batches[run.id]
-        localruns.unregister(self.settings.run_dir, self.settings.instance_id, run.id)
+        with contextlib.suppress(OSError):
+            localruns.unregister(self.settings.run_dir, self.settings.instance_id, run.id)
         if batch.lost:
             log.warning("batch stopped: the run is no longer ours", extra=fields(run))
             return
@@ -226,45 +234,13 @@ class Launcher:
                 "the batch stopped itself: its lease could not be renewed in time (ledger unreachable?)",
                 completed=False,
             )
-        self._keep(run, outcome, excerpt)
-
-    def _keep(self, run: Run, outcome: Outcome, excerpt: str) -> None:
-        """Record the outcome; what the ledger does not take now is spooled and tried again."""
-        outcome = Outcome(outcome.status, outcome.error, outcome.finished_at or utcnow(), outcome.completed)
-        self.unrecorded[run.id] = (outcome, excerpt)
-        self._record(run.id)
-        if run.id in self.unrecorded:
-            # On disk only when it waits: a launcher that dies in the milliseconds before the first
-            # try leaves the run `running`, and its successor runs it again (at least once).
-            self.spool.put(run.id, outcome)
-            self.spooled.add(run.id)
-
-    def _record(self, run_id: str) -> None:
-        outcome, excerpt = self.unrecorded[run_id]
-        finished_at = outcome.finished_at or utcnow()
-        try:
-            ended = self.ledger.finish(run_id, outcome.status, finished_at, outcome.error)
-            if ended is None and outcome.completed:
-                # Declared abandoned while the outcome was in flight: record what it was, under the
-                # job's claim lock, so a recovery claim either sees it or was already made.
-                ended = self.ledger.reconcile(run_id, outcome.status, finished_at, outcome.error)
-                if ended is not None:
-                    log.warning("outcome recorded late, over `abandoned`", extra=fields(ended))
-        except LedgerUnavailable as exc:
-            log.warning("cannot record the outcome yet: %s", exc.message, extra={"run_id": run_id})
-            return
-        del self.unrecorded[run_id]
-        if run_id in self.spooled:
-            self.spooled.discard(run_id)
-            self.spool.remove(run_id)
-        if ended is not None:
-            log.info("batch ended %s", ended.status, extra=fields(ended))
-            self._announce(ended, excerpt)
+        self.outcomes.keep(run, outcome, excerpt)
 
     def _beat(self) -> None:
         """Renew every lease this launcher keeps, in one statement; fence or stop on the answer."""
         self.next_beat = time.monotonic() + self.settings.heartbeat_seconds
-        ids = [run_id for run_id, batch in self.batches.items() if not batch.lost] + list(self.unrecorded)
+        ids = [run_id for run_id, batch in self.batches.items() if not batch.lost]
+        ids += list(self.outcomes.waiting)
         if self.stopping is None:
             with contextlib.suppress(LedgerUnavailable):
                 self._adopt()
@@ -289,37 +265,13 @@ class Launcher:
                 # Another instance declared this run lost: stop, so the body never runs twice at once.
                 log.warning("run no longer ours; stopping the batch", extra=fields(batch.run))
                 batch.lose(time.monotonic(), self.settings.kill_grace_seconds)
-            elif run_id not in ours and run_id in self.unrecorded:
-                self._record(run_id)
+            elif run_id not in ours and run_id in self.outcomes.waiting:
+                self.outcomes.record(run_id)
 
     def _stop_all(self, reason: str) -> None:
         self.stopping = reason
         for batch in self.batches.values():
             batch.interrupt(reason, time.monotonic(), self.settings.kill_grace_seconds)
-
-    def _announce(self, run: Run, excerpt: str) -> None:
-        """Alerts and notices go out from a short-lived child: Slack never blocks this loop."""
-        notice = notice_for(self.registry, self.ledger, run)
-        if notice is None:
-            return
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                self.sock.close()
-                notice(self.alerts, excerpt)
-            except BaseException:
-                code = 1
-            finally:
-                os._exit(code)
-        self.announcers.append(pid)
-
-    def _reap_announcers(self) -> None:
-        for pid in list(self.announcers):
-            with contextlib.suppress(ChildProcessError):
-                if os.waitpid(pid, os.WNOHANG)[0] == 0:
-                    continue
-            self.announcers.remove(pid)
 
 
 @contextlib.contextmanager
