@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import uuid
 from abc import ABC, abstractmethod
@@ -10,10 +11,12 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
-from service.errors import TokenReplayed
+from service.errors import CorruptRecord, TokenReplayed
 from service.ledger.clock import Moment
 from service.ledger.records import ACTIVE, Claim, ClaimRequest, LogPage, Pause, Run, Status
 from service.slots import format_slot, utcnow
+
+log = logging.getLogger("batch_trigger.ledger")
 
 
 class Ledger(ABC):
@@ -90,6 +93,17 @@ class Ledger(ABC):
             self._prune_tokens(now)
         self._use_token(jti, expires_at)
 
+    def undecodable_rows(self) -> dict[str, str]:
+        """Runs found since the last call that could not be read back (id → why), then forgets them."""
+        found: dict[str, str] = self.__dict__.pop("_undecodable_rows", {})
+        return found
+
+    def _undecodable(self, run_id: str, why: str) -> CorruptRecord:
+        """Report a stored run that cannot be decoded; the error to raise where one run was asked for."""
+        log.error("ledger row cannot be read back: run %s: %s", run_id, why, extra={"run_id": run_id})
+        self.__dict__.setdefault("_undecodable_rows", {})[run_id] = why
+        return CorruptRecord(f"run {run_id[:64]} cannot be read back from the ledger ({why[:200]})")
+
     def _use_token(self, jti: str, expires_at: datetime) -> None:
         if not self._insert_token(jti, expires_at):
             raise TokenReplayed("this token was already used; mint a fresh one")
@@ -137,7 +151,6 @@ class Ledger(ABC):
             return self._transition(
                 run_id, {Status.ABANDONED}, status=status, finished_at=now, error=_short(note)
             )
-
 
     def finish(self, run_id: str, status: Status, now: datetime, error: str | None = None) -> Run | None:
         """Record an active run's outcome; None when it had already ended (e.g. abandoned)."""
@@ -193,7 +206,6 @@ class Ledger(ABC):
     def mark_checked(self, job: str, until: datetime) -> None:
         """Record that the watchdog judged `job`'s slots up to `until` (never moves back)."""
         self._update_checked_until(job, until)
-
 
     def mark_missed(self, job: str, slot: datetime, now: datetime) -> bool:
         """Record that a missed slot was reported; True only for the first caller, fleet-wide."""
@@ -372,7 +384,6 @@ class Ledger(ABC):
 
     @abstractmethod
     def _update_checked_until(self, job: str, until: datetime) -> None: ...
-
 
     @abstractmethod
     def _insert_missed(self, job: str, slot: datetime, now: datetime) -> bool: ...
