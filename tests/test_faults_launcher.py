@@ -28,6 +28,7 @@ from service.ledger import ClaimRequest, Run, open_ledger
 from service.runs.claim_and_launch import ClaimAndLaunch
 from service.slots import utcnow
 from tests.fault_jobs import completed, executions, overlaps
+from tests.support import polling
 from tests.support.live import REPO, LiveService, format_slot, launcher_pid, unique_slot
 from tests.support.postgres import PostgresServer
 
@@ -38,16 +39,12 @@ SHORT = {"LEASE_SECONDS": "4", "HEARTBEAT_SECONDS": "1", "BATCH_MODULES": JOBS}
 
 
 def poll(what: str, probe: Callable[[], T | None], timeout: float, service: LiveService | None = None) -> T:
-    """Poll `probe` until it returns something; fail (with the service's log tail) after `timeout`."""
-    end = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found is not None:
-            return found
-        if time.monotonic() > end:
-            tail = "\n".join(service.log_text().splitlines()[-40:]) if service else ""
-            pytest.fail(f"timed out after {timeout} s waiting for {what}\n{tail}")
-        time.sleep(0.1)
+    """Poll with a deadline; a failure shows the end of the service's log."""
+    return polling.poll(what, probe, timeout, (lambda: _log_tail(service)) if service else None)
+
+
+def _log_tail(service: LiveService) -> str:
+    return "\n".join(service.log_text().splitlines()[-40:])
 
 
 def start_stints(service: LiveService, count: int, **params: float) -> list[str]:

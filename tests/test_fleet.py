@@ -24,6 +24,7 @@ import pytest
 from lambda_trigger.handler import container, handler
 from service.cli import client
 from tests.lambda_support.lambda_env import Context, configure, load_event
+from tests.support import polling
 from tests.support.live import LiveService, format_slot, unique_slot
 from tests.support.nginx import Nginx
 from tests.support.postgres import PostgresServer
@@ -150,14 +151,7 @@ class Fleet:
 
     def wait(self, what: str, probe: Callable[[], T | None], timeout: float) -> T:
         """Poll `probe` until it returns something; fail with the instances' logs after `timeout`."""
-        end = time.monotonic() + timeout
-        while True:
-            found = probe()
-            if found is not None:
-                return found
-            if time.monotonic() > end:
-                pytest.fail(f"timed out after {timeout} s waiting for {what}\n{self.log_tails()}")
-            time.sleep(0.1)
+        return polling.poll(what, probe, timeout, self.log_tails)
 
     def log_tails(self, lines: int = 25) -> str:
         """The end of every instance's log (access lines left out) and nginx's (for failure messages)."""
