@@ -130,8 +130,11 @@ class TokenVerifier:
 
     def _refuse_time_claims_out_of_shape(self, token: str, key: str, algorithm: str) -> None:
         """Raise TokenInvalid when a verified token's time claims are not numbers."""
-        options: Any = {"verify_exp": False, "verify_aud": False}
-        payload = jwt.decode(token, key, algorithms=[algorithm], options=options)
+        options: Any = {"verify_exp": False, "verify_aud": False, "verify_nbf": False, "verify_iat": False}
+        try:
+            payload = jwt.decode(token, key, algorithms=[algorithm], options=options)
+        except (jwt.PyJWTError, RecursionError):  # it verified a moment ago; expired is the answer
+            return
         for name in _NUMERIC_CLAIMS:
             if name in payload:
                 _number(payload, name)
