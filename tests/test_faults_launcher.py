@@ -244,3 +244,15 @@ def _launcher_of(parent: int) -> int | None:
             if b"service.runs.launcher" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 return int(pid)
     return None
+
+
+def test_it_keeps_the_flask_app_out_of_the_launchers_image() -> None:
+    """What the launcher imports, in a fresh interpreter as it runs: jobs and the ledger, no web tier."""
+    probe = (
+        "import sys, service.runs.launcher, service.batches.daily;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'werkzeug', 'jwt')"
+        " or m.startswith('service.web')))"
+    )
+    command = [sys.executable, "-c", probe]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"

@@ -228,7 +228,7 @@ class PostgresLedger(SqlLedger):
             f" RETURNING {', '.join(COLUMNS)}",
             (self._encode_time(now), *instances, grace.total_seconds()),
         )
-        return [self._run(row) for row in rows]
+        return self._decoded(rows)
 
     def _encode_time(self, value: datetime) -> datetime:
         return value.astimezone(UTC)
