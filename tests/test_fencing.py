@@ -6,11 +6,19 @@ fence and then ignores everything: only the fence may stop it.
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import signal
 import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import pytest
+
+from service.jobs import JobContext, RunCancelled
+from service.ledger import open_ledger
 from service.runs.fencing import Fence, FenceWriter, deadline, margin
 
 
@@ -84,3 +92,32 @@ def test_it_stops_a_batch_stuck_in_c_code_by_the_kernel_timer() -> None:
 def test_it_leaves_a_margin_before_the_lease_ends() -> None:
     assert margin(60) == 5 and margin(3) == 1
     assert deadline(100.0, 60) == 155.0
+
+
+def test_it_makes_ctx_heartbeat_raise_once_the_run_is_no_longer_ours(tmp_path: Path) -> None:
+    read_fd, write_fd = os.pipe()
+    fence = Fence(read_fd, time.monotonic() + 60)
+    ctx = JobContext(
+        run_id="r1",
+        job="daily",
+        slot=datetime(2026, 11, 22, 15, tzinfo=UTC),
+        logical_date=date(2026, 11, 23),
+        attempt=1,
+        params={},
+        logger=logging.LoggerAdapter(logging.getLogger("test"), {}),
+        timezone=ZoneInfo("UTC"),
+        ledger=open_ledger(f"sqlite:///{tmp_path / 'l.db'}"),
+        artefact_dir=tmp_path,
+        still_ours=fence.still_ours,
+    )
+    try:
+        ctx.heartbeat()  # renewed: ours
+        fence.lost = True  # what the watching thread sets when the launcher revokes the run
+        with pytest.raises(RunCancelled, match="no longer ours"):
+            ctx.heartbeat()
+        fence.lost, fence.until = False, time.monotonic() - 1  # the deadline passed unrenewed
+        with pytest.raises(RunCancelled, match="no longer ours"):
+            ctx.heartbeat()
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
