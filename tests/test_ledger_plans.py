@@ -50,12 +50,28 @@ HOT: dict[str, tuple[Callable[[Ledger], Any], tuple[str, ...]]] = {
         lambda led: led.last_runs([*bulk.job_names(), "no-runs"], Status.SUCCEEDED),
         ("runs_job_status_created",),
     ),
+    "GET /v1/jobs, last success per job (metrics)": (
+        lambda led: led.last_runs(bulk.job_names(), Status.SUCCEEDED),
+        ("runs_job_status_created",),
+    ),
+    "launcher: renew every lease": (
+        lambda led: led.renew([f"{n:032x}" for n in range(8)], NOW, timedelta(minutes=1)),
+        ("runs_pkey", "sqlite_autoindex_runs_1", "runs_status_created"),
+    ),
+    "launcher: the runs it adopts (every heartbeat)": (
+        lambda led: led.active_on("i-1"),
+        ("runs_status_created", "runs_instance_finished", "runs_finished"),
+    ),
     "claim": (
         lambda led: led.claim(ask(NOW, job="job-002", token_id="t-1", token_expires=NOW), NOW),
         UNIQUE,
     ),
     "keeper: expire leases": (
         lambda led: led.expire_leases(NOW, timedelta(minutes=10)),
+        ("runs_status_created",),
+    ),
+    "keeper: launcher locks": (
+        lambda led: led.launcher_locks(timedelta(seconds=10)),
         ("runs_status_created",),
     ),
     "keeper: recoverable": (
@@ -83,8 +99,10 @@ HOT: dict[str, tuple[Callable[[Ledger], Any], tuple[str, ...]]] = {
 LIMITED = {"GET /v1/runs (newest)", "GET /v1/runs (a page back)"}
 # Statements that sort what they found (a handful of lost runs, the runs of one slot), not a table.
 SORTS_ITS_ANSWER = {"keeper: recoverable", "GET /v1/runs?slot=", "GET /v1/runs?job=&slot="}
-# Tables of one row per job or per token: a scan of them is bounded by the registry, not by history.
-SMALL = {"watched_jobs", "job_pauses", "used_tokens", "run_logs"}
+# What only some backends send a statement for (SQLite has no launcher locks: one host).
+PER_BACKEND = {"keeper: launcher locks"}
+# Tables of one row per job, token or instance, and catalogues: bounded by the fleet, not by history.
+SMALL = {"watched_jobs", "job_pauses", "used_tokens", "run_logs", "ready_probes", "pg_database", "pg_locks"}
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -111,7 +129,9 @@ def test_it_answers_each_hot_statement_by_an_index_search_on_a_large_ledger(big:
     action, indexes = HOT[label]
     with bulk.recorded(big) as statements:
         action(big)
-    assert statements
+    assert statements or label in PER_BACKEND
+    if not statements:
+        return
     plans = [(sql, bulk.plan(big, sql, args)) for sql, args in statements]
     problems = [f"{sql[:90]}...: {line}" for sql, lines in plans for line in lines if _bad(line, label)]
     assert not problems, "\n".join(problems)

@@ -225,7 +225,11 @@ class SqlLedger(Ledger):
         return {row[0] for row in rows}
 
     def _select_active_on(self, instance: str) -> list[Run]:
-        rows = self._query(f"{_SELECT} WHERE status IN {_ACTIVE_SQL} AND instance = ?", (instance,))
+        # Active runs have no finished_at: the (instance, finished_at) index then finds them
+        # among the instance's few unfinished runs, not its whole history (every heartbeat).
+        rows = self._query(
+            f"{_SELECT} WHERE status IN {_ACTIVE_SQL} AND instance = ? AND finished_at IS NULL", (instance,)
+        )
         return self._decoded(rows)
 
     def _select_recoverable(self, since: datetime) -> list[Run]:
