@@ -12,7 +12,6 @@ import fcntl
 import os
 import select
 import sys
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -102,21 +101,11 @@ class OutputCapture:
         self._recent: deque[tuple[str, str]] = deque(maxlen=RECENT_LINES)
         self._next_flush = time.monotonic() + FLUSH_SECONDS
         self._stop_at: float | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> OutputCapture:
-        """Capture on a background thread until the streams close or `finish` is called."""
-        self._thread = threading.Thread(target=self._loop, name=f"capture-{self.run_id}", daemon=True)
-        self._thread.start()
-        return self
 
     def finish(self, timeout: float = 2.0) -> None:
         """Read what is left (up to `timeout` seconds), store it, and close the pipes."""
         self._stop_at = time.monotonic() + timeout
-        if self._thread is not None:
-            self._thread.join(timeout + 10)
-        else:
-            self._loop()
+        self._loop()
 
     def fds(self) -> list[int]:
         """The read ends still open (for a caller that selects on many batches in one loop)."""
