@@ -3,9 +3,10 @@
 Another instance's keeper abandons this instance's runs once the lock stayed free for
 `service.ops.keeper.LAUNCHER_GONE_AFTER`, but never within `RESTART_GRACE` of a database restart
 (every lock is free then). So a launcher that lost its session takes the lock back at once and,
-if it cannot while the database answers others, stops its batches within `LOSS_LIMIT`: before
-any keeper may judge. While the server is down or restarting nobody can judge, and the batches
-go on (their leases and fences still bound them).
+if it cannot, stops its batches `LOSS_LIMIT` after the loss, or after the server last answered
+that it is down or starting, whichever is later: before any keeper may judge. While the server
+is down or restarting nobody can judge, and the batches go on (their leases and fences still
+bound them).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class LauncherLock:
         self.instance = instance
         self.enabled = enabled
         self.lost_at: float | None = None
-        self._database_down = False
+        self._down_at: float | None = None  # the last answer, since the loss, of a server down or starting
 
     def session_fd(self) -> int | None:
         """The locked session's socket while the lock is held (readable when the server ends it)."""
@@ -45,22 +46,25 @@ class LauncherLock:
             held = self.ledger.hold_launcher_lock(self.instance)
         except LedgerUnavailable as exc:
             held = False
-            self._database_down = any(sign in exc.message.lower() for sign in _DATABASE_DOWN)
+            if any(sign in exc.message.lower() for sign in _DATABASE_DOWN):
+                self._down_at = time.monotonic()
         else:
-            self._database_down = False
             if not held:
                 log.error("another launcher holds this INSTANCE_ID's lock: is the id unique?")
         if held:
             if self.lost_at is not None:
                 log.info("launcher lock held again")
-            self.lost_at = None
+            self.lost_at = self._down_at = None
         elif self.lost_at is None:
             log.warning("launcher lock lost (its database session ended); taking it back")
             self.lost_at = time.monotonic()
         return held
 
     def must_fence(self) -> bool:
-        """Try again; True when the lock stays lost while the database answers (stop the batches)."""
+        """Try again; True when the lock stayed lost LOSS_LIMIT past the loss, and past the last
+        sign of the server being down or starting (a server starting up answers in several ways,
+        "server closed the connection unexpectedly" among them: one such answer decides nothing)."""
         if self.lost_at is None or self.held():
             return False
-        return not self._database_down and time.monotonic() - self.lost_at >= LOSS_LIMIT
+        since = max(self.lost_at, self._down_at or self.lost_at)
+        return time.monotonic() - since >= LOSS_LIMIT
