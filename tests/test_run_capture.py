@@ -44,8 +44,8 @@ def _log(service: LiveService, run_id: str) -> client.LogPage:
     return client.read_log(service.url, run_id, service.read_token())
 
 
-def _alert_for(slack: SlackReceiver, run_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 15
+def _alert_for(slack: SlackReceiver, run_id: str, timeout: float = 15) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for message in slack.wait_for(1, timeout=1):
             if run_id in json.dumps(message):
@@ -163,6 +163,24 @@ def test_it_keeps_what_was_sent_when_the_instance_is_killed(tmp_path: Path) -> N
     text = ledger.read_log(run_id).text.decode()
     ticks = [line.rsplit(" ", 1)[1] for line in text.splitlines()]
     assert ticks[:6] == ["0", "1", "2", "3", "4", "5"] and "ticker done" not in text
+
+
+def test_it_reports_what_a_lost_run_had_sent(tmp_path: Path, slack: SlackReceiver) -> None:
+    fast = {"BATCH_MODULES": MODULES, "LEASE_SECONDS": "4", "HEARTBEAT_SECONDS": "1"}
+    with LiveService(tmp_path / "a", workers=1, **fast) as first:
+        run_id = _run(first, "ticker", seconds=60)
+        deadline = time.monotonic() + 20
+        while "tick 3" not in _log(first, run_id).text:
+            assert time.monotonic() < deadline, "the ticker's lines never reached the ledger"
+            time.sleep(0.2)
+        first.kill()
+    ledger_url = f"sqlite:///{first.ledger_path}"
+    # Another instance on the same ledger finds the lease expired and says what the run had written.
+    with LiveService(tmp_path / "b", slack.url, workers=1, LEDGER_URL=ledger_url, INSTANCE_ID="i-2", **fast):
+        alert = _alert_for(slack, run_id, timeout=45)
+    assert "abandoned" in alert["blocks"][0]["text"]["text"]
+    excerpt = next(b["text"]["text"] for b in alert["blocks"] if "Last lines of the log" in json.dumps(b))
+    assert "stdout tick 3" not in excerpt and "tick 3" in excerpt  # the text, without time and stream
 
 
 def test_it_captures_on_postgresql_too(tmp_path: Path, postgres_url: str) -> None:

@@ -25,6 +25,7 @@ from service.ledger import FAILURES, Ledger, Run, Status, open_ledger
 from service.ops.metrics import metrics
 from service.ops.watchdog import Missed, Watchdog
 from service.runs import fencing
+from service.runs.capture import stored_excerpt
 from service.runs.claim_and_launch import ClaimAndLaunch
 from service.slots import utcnow
 
@@ -94,7 +95,8 @@ class Keeper:
         # Recovery first, alerts after, and only queued (the keeper's Alerts are): a Slack that
         # accepts and never answers delays neither a next attempt nor the next sweep.
         for run in result.abandoned:
-            self.alerts.run_ended(run)
+            # What the lost instance had sent of the run's output says how far it got.
+            self.alerts.run_ended(run, stored_excerpt(self.ledger, run.id))
         for pause in self.ledger.expire_pauses(now):
             # `--until` came: the job fires again already; one keeper of the fleet says so once.
             log.info("job %s resumed: its pause ended", pause.job, extra={"job": pause.job})

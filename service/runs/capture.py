@@ -10,17 +10,21 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import select
 import sys
 import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from service.errors import LedgerUnavailable
 from service.logs import redact
 from service.runs.logbound import LogBound
+
+if TYPE_CHECKING:
+    from service.ledger import Ledger
 
 READ_SIZE = 64 * 1024
 #: What one pump reads from a stream at most: a chatty batch is drained in few loop turns.
@@ -32,6 +36,7 @@ LINE_LIMIT = 16 * 1024
 FLUSH_SECONDS = 1.0
 FLUSH_BYTES = 64 * 1024
 TRACEBACK = "Traceback (most recent call last):"
+_PREFIX = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (?:stdout|stderr) ")
 #: Lines kept in memory for the alert's excerpt.
 RECENT_LINES = 200
 
@@ -199,3 +204,13 @@ class OutputCapture:
                 self._add(name, data + b"\n", datetime.now(UTC))
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def stored_excerpt(ledger: Ledger, run_id: str, max_lines: int = 20) -> str:
+    """The last lines of a run's stored log, without their time and stream: what a lost run had
+    sent before its instance died, for the alert that reports it."""
+    try:
+        lines = ledger.read_log(run_id).text.decode("utf-8", "replace").splitlines()[-max_lines:]
+    except LedgerUnavailable:
+        return ""  # the alert goes out without it
+    return "\n".join(_PREFIX.sub("", line, count=1) for line in lines)
