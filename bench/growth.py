@@ -122,6 +122,8 @@ def operations(led: Ledgers) -> dict[str, Callable[[], Any]]:
         "GET /v1/runs?status=succeeded (50 shown)": lambda: led.get("/v1/runs?status=succeeded"),
         "GET /v1/runs?status=failed (50 shown)": lambda: led.get("/v1/runs?status=failed"),
         "keeper sweep (leases, recovery, pauses, watchdog)": lambda: led.keeper.sweep(led.now),
+        # i-1 ran a sixth of the history: the read must find only its unfinished runs.
+        "launcher heartbeat: the runs to adopt": lambda: led.ledger.active_on("i-1"),
         "watchdog check, nothing newly due": lambda: led.watchdog.check(led.now),
     }
 
