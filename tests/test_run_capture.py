@@ -151,13 +151,19 @@ def test_it_refuses_the_log_to_a_token_of_another_job(live: LiveService) -> None
     assert live.get("/v1/runs/0123456789abcdef0123456789abcdef/log").status == 404
 
 
+def _ticking(service: LiveService, until: str) -> str:
+    """Start a long ticker; return its run id once `until` is in the ledger."""
+    run_id = _run(service, "ticker", seconds=60)
+    deadline = time.monotonic() + 20
+    while until not in _log(service, run_id).text:
+        assert time.monotonic() < deadline, "the ticker's lines never reached the ledger"
+        time.sleep(0.2)
+    return run_id
+
+
 def test_it_keeps_what_was_sent_when_the_instance_is_killed(tmp_path: Path) -> None:
     with LiveService(tmp_path, workers=1, BATCH_MODULES=MODULES) as svc:
-        run_id = _run(svc, "ticker", seconds=60)
-        deadline = time.monotonic() + 20
-        while "tick 5" not in _log(svc, run_id).text:
-            assert time.monotonic() < deadline, "the ticker's lines never reached the ledger"
-            time.sleep(0.2)
+        run_id = _ticking(svc, until="tick 5")
         svc.kill()
     ledger = open_ledger(f"sqlite:///{svc.ledger_path}")
     text = ledger.read_log(run_id).text.decode()
@@ -168,11 +174,7 @@ def test_it_keeps_what_was_sent_when_the_instance_is_killed(tmp_path: Path) -> N
 def test_it_reports_what_a_lost_run_had_sent(tmp_path: Path, slack: SlackReceiver) -> None:
     fast = {"BATCH_MODULES": MODULES, "LEASE_SECONDS": "4", "HEARTBEAT_SECONDS": "1"}
     with LiveService(tmp_path / "a", workers=1, **fast) as first:
-        run_id = _run(first, "ticker", seconds=60)
-        deadline = time.monotonic() + 20
-        while "tick 3" not in _log(first, run_id).text:
-            assert time.monotonic() < deadline, "the ticker's lines never reached the ledger"
-            time.sleep(0.2)
+        run_id = _ticking(first, until="tick 3")
         first.kill()
     ledger_url = f"sqlite:///{first.ledger_path}"
     # Another instance on the same ledger finds the lease expired and says what the run had written.
