@@ -4,6 +4,7 @@ batches add none (the instance's launcher records them all through one)."""
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,8 +65,6 @@ def test_it_holds_at_most_workers_plus_one_connections_however_many_batches_run(
     busy = _sample(url, 3)
     # Held: one per web worker and the launcher's, for all six batches. The keeper adds its own
     # for the milliseconds of a sweep (README, Running a fleet: budget workers + 2 per instance).
-    held = min(busy)
-    assert held <= WORKERS + 1, busy
+    assert statistics.mode(busy) <= WORKERS + 1, busy
     assert max(busy) <= WORKERS + 2, busy
-    assert busy.count(max(busy)) < len(busy) / 4, busy
     assert {live.wait_final(run_id)["status"] for run_id in started} == {"succeeded"}
