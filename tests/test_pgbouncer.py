@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from service.errors import ConfigError
 from service.ledger import Ledger, open_ledger
 from service.ledger.sql import SqlLedger
 from tests.support.ledgers import HOUR, PROCESSES, T0, THREADS, ask, at_once, in_processes
@@ -70,3 +71,11 @@ def test_it_runs_a_batch_for_an_instance_whose_ledger_is_behind_pgbouncer(
         assert live.wait_final(first.body["id"])["status"] == "succeeded"
         assert len(live.executions("count")) == 1
         assert _server_sessions(direct) <= POOL
+
+
+def test_it_refuses_a_pool_mode_it_does_not_know_in_one_line() -> None:
+    with pytest.raises(ConfigError, match="pool_mode must be 'session' or 'transaction', not 'statement'"):
+        open_ledger("postgresql://batch@127.0.0.1:6432/batch?pool_mode=statement")
+    ledger = open_ledger("postgresql://batch@127.0.0.1:6432/batch?application_name=i-1&pool_mode=transaction")
+    assert getattr(ledger, "transaction_pooling", False) is True
+    assert getattr(open_ledger("postgresql://batch@127.0.0.1/batch"), "transaction_pooling", True) is False
