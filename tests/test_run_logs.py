@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import timedelta
 
 from service.ledger import Ledger, Status
+from service.runs.capture import OutputCapture
 from service.runs.logbound import LogBound
 from tests.support.ledgers import LEASE, T0, ask, finished
 
@@ -74,3 +77,37 @@ def test_it_prunes_a_runs_log_with_the_run(ledger: Ledger) -> None:
     assert ledger.prune(before=T0 + timedelta(hours=1)) == 1
     assert ledger.read_log(old.id).text == b""
     assert ledger.read_log(kept.id).text == b"output\n"
+
+
+def _texts(ledger: Ledger, run_id: str) -> list[str]:
+    """The stored lines without their time and stream."""
+    return [line.split(" ", 2)[2] for line in ledger.read_log(run_id).text.decode().splitlines()]
+
+
+def test_it_stores_a_line_without_its_end_once_it_waited_a_flush(ledger: Ledger) -> None:
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    capture = OutputCapture("r-partial", ledger, {"stdout": read})
+    os.write(write, b"progress 50%")
+    deadline = time.monotonic() + 10
+    while b"progress 50%" not in ledger.read_log("r-partial").text:  # a follower sees it while it runs
+        assert time.monotonic() < deadline, "a partial line was never stored"
+        capture.pump(0.2)
+    os.write(write, b" done\nlast words")  # and the last line has no end at all
+    os.close(write)
+    capture.finish()
+    assert _texts(ledger, "r-partial") == ["progress 50%", " done", "last words"]
+
+
+def test_it_picks_the_last_traceback_for_the_alert(ledger: Ledger) -> None:
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    capture = OutputCapture("r-tb", ledger, {"stdout": out_read, "stderr": err_read})
+    os.write(err_write, b"Traceback (most recent call last):\n  old\nKeyError: 'first'\n")
+    os.write(out_write, b"retrying\n")
+    os.write(err_write, b"Traceback (most recent call last):\n  File x, in load\nValueError: second\n")
+    for fd in (out_write, err_write):
+        os.close(fd)
+    capture.finish()
+    assert capture.excerpt() == "Traceback (most recent call last):\n  File x, in load\nValueError: second"
+    assert "retrying" in _texts(ledger, "r-tb")

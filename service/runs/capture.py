@@ -102,6 +102,7 @@ class OutputCapture:
         self._sink = sink
         self._open = dict(streams)
         self._partial: dict[str, bytes] = dict.fromkeys(streams, b"")
+        self._partial_since: dict[str, float] = {}
         self._bound = bound or LogBound()
         self._recent: deque[tuple[str, str]] = deque(maxlen=RECENT_LINES)
         self._next_flush = time.monotonic() + FLUSH_SECONDS
@@ -132,11 +133,13 @@ class OutputCapture:
 
     def flush(self) -> None:
         """Send the lines not yet in the ledger; on an outage keep them for the next try."""
-        self._next_flush = time.monotonic() + FLUSH_SECONDS
+        now = time.monotonic()
+        self._next_flush = now + FLUSH_SECONDS
         for name, pending in self._partial.items():
-            if pending:  # a partial line waited a whole flush interval: store what there is
+            # A line without its end for a whole interval (a prompt, a progress bar): store it now.
+            if pending and now - self._partial_since.get(name, now) >= FLUSH_SECONDS:
                 self._partial[name] = b""
-                self._add(name, pending, datetime.now(UTC))
+                self._add(name, pending + b"\n", datetime.now(UTC))
         with contextlib.suppress(LedgerUnavailable):
             self._bound.send(self.run_id, self._sink)
 
@@ -180,13 +183,18 @@ class OutputCapture:
         data = self._partial[name] + data
         end = data.rfind(b"\n") + 1
         if end == 0 and len(data) < LINE_LIMIT:
-            self._partial[name] = data
+            self._keep_partial(name, data)
             return size
         if end == 0:
             end = len(data)
-        self._partial[name] = data[end:]
+        self._keep_partial(name, data[end:])
         self._add(name, data[:end], datetime.now(UTC))
         return size
+
+    def _keep_partial(self, name: str, data: bytes) -> None:
+        if data and not self._partial[name]:
+            self._partial_since[name] = time.monotonic()
+        self._partial[name] = data
 
     def _add(self, stream: str, data: bytes, when: datetime) -> None:
         # One timestamp per read: the lines of one read arrived together.
