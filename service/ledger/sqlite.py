@@ -168,4 +168,5 @@ class SqliteLedger(SqlLedger):
 
 def _statements(script: str) -> list[str]:
     """A script's statements, one by one: executescript would commit the open transaction first."""
+    # A plain split: the schema's statements hold no ';' of their own (no triggers, no literals).
     return [statement.strip() for statement in script.split(";") if statement.strip()]
