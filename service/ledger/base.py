@@ -277,8 +277,8 @@ class Ledger(ABC):
         return None
 
     def launcher_locks(self, grace: timedelta) -> dict[str, bool | None]:
-        """Per instance with running runs: its launcher lock held (True), free (False), or not to be
-        judged (None: the database restarted less than `grace` ago). Empty when unsupported."""
+        """Per instance with running runs: its launcher lock held (True), free (False), or free but
+        not to be judged (None: the database restarted less than `grace` ago). Empty when unsupported."""
         return {}
 
     def abandon_without_launcher(

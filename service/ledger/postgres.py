@@ -212,7 +212,11 @@ class PostgresLedger(SqlLedger):
             " WHERE status = 'running' AND instance IS NOT NULL GROUP BY instance",
             (grace.total_seconds(),),
         )
-        return {instance: (None if not judgeable else not free) for instance, free, judgeable in rows}
+        # A held lock proves its instance alive at any time; a free one is judged only past `grace`.
+        locks: dict[str, bool | None] = {}
+        for instance, free, judgeable in rows:
+            locks[instance] = True if not free else False if judgeable else None
+        return locks
 
     def abandon_without_launcher(
         self, instances: Sequence[str], now: datetime, grace: timedelta
