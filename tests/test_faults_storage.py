@@ -11,7 +11,6 @@ import errno
 import os
 import sqlite3
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -21,6 +20,7 @@ import pytest
 from service.cli import client
 from tests.support.inprocess import INSTANCE, InProcess
 from tests.support.live import LiveService, format_slot, unique_slot
+from tests.support.polling import poll as shared_poll
 
 T = TypeVar("T")
 ALLOW_SKIP = "BATCH_TRIGGER_ALLOW_ROOT_SKIP"
@@ -61,14 +61,7 @@ def fill(disk: Path) -> Path:
 
 def poll(what: str, probe: Callable[[], T | None], service: LiveService, timeout: float = 30) -> T:
     """Poll `probe` until it returns something; fail with the service's log after `timeout`."""
-    end = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found is not None:
-            return found
-        if time.monotonic() > end:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}\n{service.log_text()[-3000:]}")
-        time.sleep(0.2)
+    return shared_poll(what, probe, timeout, lambda: service.log_text()[-3000:])
 
 
 def test_it_probes_the_ledger_with_a_write_at_most_every_few_seconds(tmp_path: Path) -> None:
