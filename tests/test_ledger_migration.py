@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from service.ledger import Status, open_ledger
-from service.ledger.sql import SqlLedger
+from service.ledger.base import Ledger
 from tests.support import bulk
 from tests.support.ledgers import HOUR, T0, at_once
 
@@ -23,10 +23,10 @@ V3_INDEXES = {
 V2_ONLY = {"runs_job_status", "runs_created", "runs_status_lease", "runs_job_slot_status"}
 
 
-def _version_2(url: str) -> SqlLedger:
+def _version_2(url: str) -> Ledger:
     """A store with the schema exactly as release 2 left it, and some history in it."""
     ledger = open_ledger(url)
-    assert isinstance(ledger, SqlLedger)
+    assert isinstance(ledger, Ledger)
     if url.startswith("sqlite"):
         from service.ledger import sqlite
 
@@ -45,7 +45,7 @@ def _version_2(url: str) -> SqlLedger:
     return ledger
 
 
-def _indexes(ledger: SqlLedger, url: str) -> set[str]:
+def _indexes(ledger: Ledger, url: str) -> set[str]:
     if url.startswith("sqlite"):
         rows = ledger._query("SELECT name FROM sqlite_master WHERE type = 'index'")
     else:
@@ -60,7 +60,7 @@ def test_it_migrates_a_version_2_ledger_with_history_to_version_3(ledger_url: st
     at_once(4, lambda _: open_ledger(ledger_url).ensure_schema())
     ledger = open_ledger(ledger_url)
     ledger.ensure_schema()
-    assert isinstance(ledger, SqlLedger)
+    assert isinstance(ledger, Ledger)
     assert ledger._query("SELECT version FROM schema_version") == [(3,)]
     indexes = _indexes(ledger, ledger_url)
     assert V3_INDEXES <= indexes and not V2_ONLY & indexes

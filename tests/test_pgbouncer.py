@@ -12,7 +12,6 @@ import pytest
 
 from service.errors import ConfigError
 from service.ledger import Ledger, open_ledger
-from service.ledger.sql import SqlLedger
 from tests.support.ledgers import HOUR, PROCESSES, T0, THREADS, ask, at_once, in_processes
 from tests.support.live import LiveService
 from tests.support.pgbouncer import PgBouncer
@@ -55,7 +54,7 @@ def test_it_claims_each_slot_once_through_pgbouncer_in_transaction_pooling(poole
     at_once(THREADS, lambda i: [ledgers[i].runs(job="monthly", limit=5) for _ in range(20)])
     assert _server_sessions(direct) <= POOL
     ledger = ledgers[0]
-    assert isinstance(ledger, SqlLedger) and getattr(ledger, "transaction_pooling", False)
+    assert isinstance(ledger, Ledger) and getattr(ledger, "transaction_pooling", False)
     assert len(ledger.runs(limit=100)) == 1 + THREADS + 1
 
 

@@ -1,26 +1,31 @@
-"""The run ledger's shared rules; backends implement a few small private methods."""
+"""The run ledger's rules; a backend supplies a handful of hooks (its connection, schema and lock)."""
 
 from __future__ import annotations
 
 import logging
 import random
 import uuid
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import Any
 
-from service.errors import CorruptRecord, TokenReplayed
-from service.ledger.clock import Moment
+from service.errors import TokenReplayed
 from service.ledger.records import ACTIVE, Claim, ClaimRequest, LogPage, Pause, Run, Status
-from service.slots import format_slot, utcnow
+from service.ledger.sql_housekeeping import HousekeepingStatements
+from service.slots import format_slot
 
 log = logging.getLogger("batch_trigger.ledger")
 
 
-class Ledger(ABC):
-    """Shared rules of the run ledger; subclasses supply storage primitives."""
+class Ledger(HousekeepingStatements):
+    """The run ledger's rules (claims, leases, outcomes, tokens, housekeeping) over its SQL statements.
+
+    A backend supplies a handful of hooks: `ensure_schema` and `_claim_transaction` here, and
+    `_query`, `_encode_time` and `_decode_time` for the statements (service.ledger.sql and
+    sql_housekeeping); one whose
+    sessions die with their process may also prove launchers alive (`hold_launcher_lock`, ...).
+    """
 
     #: The share of token checks that also prune expired token records.
     prune_probability = 0.01
@@ -92,17 +97,6 @@ class Ledger(ABC):
         if random.random() < self.prune_probability:  # noqa: S311 - load spreading, not security
             self._prune_tokens(now)
         self._use_token(jti, expires_at)
-
-    def undecodable_rows(self) -> dict[str, str]:
-        """Runs found since the last call that could not be read back (id → why), then forgets them."""
-        found: dict[str, str] = self.__dict__.pop("_undecodable_rows", {})
-        return found
-
-    def _undecodable(self, run_id: str, why: str) -> CorruptRecord:
-        """Report a stored run that cannot be decoded; the error to raise where one run was asked for."""
-        log.error("ledger row cannot be read back: run %s: %s", run_id, why, extra={"run_id": run_id})
-        self.__dict__.setdefault("_undecodable_rows", {})[run_id] = why
-        return CorruptRecord(f"run {run_id[:64]} cannot be read back from the ledger ({why[:200]})")
 
     def _use_token(self, jti: str, expires_at: datetime) -> None:
         if not self._insert_token(jti, expires_at):
@@ -287,124 +281,13 @@ class Ledger(ABC):
         """Mark the running runs of these instances `abandoned` if their launcher lock is still free."""
         return []
 
-    def _clock(self, now: datetime | None) -> Moment:
-        """`now`, or (None) the store's own time: this host's clock unless a backend shares one."""
-        return utcnow() if now is None else now
-
     @abstractmethod
     def ensure_schema(self) -> None:
         """Create or migrate the schema; safe to call from many processes at once."""
 
     @abstractmethod
-    def ping(self) -> None:
-        """Raise LedgerUnavailable unless the store answers."""
-
-    @abstractmethod
-    def probe_write(self, instance: str) -> None:
-        """Raise LedgerUnavailable unless the store takes a write (for /readyz)."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Release this process's connections."""
-
-    # Storage primitives. Each raises LedgerUnavailable (never a driver error) when the store fails.
-    @abstractmethod
     def _claim_transaction(self, job: str) -> AbstractContextManager[None]:
         """A transaction in which no other claim of `job` interleaves."""
-
-    @abstractmethod
-    def _latest_attempt(self, job: str, slot: datetime, target: str) -> Run | None: ...
-
-    @abstractmethod
-    def _active_run_of_other_slot(self, job: str, slot: datetime, target: str) -> Run | None: ...
-
-    @abstractmethod
-    def _insert(self, run: Run) -> bool:
-        """Insert unless (job, slot, attempt) exists; True when inserted."""
-
-    @abstractmethod
-    def _transition(self, run_id: str, allowed: set[Status], **changes: Any) -> Run | None:
-        """Apply changes only if the run's status is in `allowed`; the updated run or None."""
-
-    @abstractmethod
-    def _abandon_expired(self, now: Moment, accepted_before: Moment, expired_before: Moment) -> list[Run]: ...
-
-    @abstractmethod
-    def _renew_leases(self, run_ids: Sequence[str], now: Moment, until: Moment) -> set[str]: ...
-
-    @abstractmethod
-    def _select_active_on(self, instance: str) -> list[Run]: ...
-
-    @abstractmethod
-    def _select_recoverable(self, since: datetime) -> list[Run]: ...
-
-    @abstractmethod
-    def _insert_token(self, jti: str, expires_at: datetime) -> bool: ...
-
-    @abstractmethod
-    def _prune_tokens(self, now: datetime) -> None: ...
-
-    @abstractmethod
-    def _select_one(self, run_id: str) -> Run | None: ...
-
-    @abstractmethod
-    def _select_many(
-        self,
-        *,
-        job: str | None,
-        status: Status | None,
-        slot: datetime | None,
-        before: datetime | None,
-        limit: int,
-    ) -> list[Run]: ...
-
-    @abstractmethod
-    def _select_finished_on(self, instance: str, after: datetime) -> list[Run]: ...
-
-    @abstractmethod
-    def _delete_finished_before(self, before: datetime) -> int: ...
-
-    @abstractmethod
-    def _insert_log_chunk(self, run_id: str, offset: int, chunk: bytes) -> None:
-        """Insert one chunk; a chunk already stored at that offset stays (a retried send)."""
-
-    @abstractmethod
-    def _delete_log_chunks(self, run_id: str, start: int, end: int) -> None: ...
-
-    @abstractmethod
-    def _select_log_chunks(self, run_id: str, offset: int) -> list[tuple[int, bytes]]:
-        """(offset, chunk) of the chunks that end after `offset`, in order."""
-
-    @abstractmethod
-    def _select_last_runs(self, jobs: Sequence[str], status: Status | None) -> dict[str, Run]:
-        """The newest run of each job, in one statement (GET /v1/jobs lists every job)."""
-
-    @abstractmethod
-    def _select_watch_from(self, jobs: Sequence[str], now: datetime) -> dict[str, datetime]: ...
-
-    @abstractmethod
-    def _update_checked_until(self, job: str, until: datetime) -> None: ...
-
-    @abstractmethod
-    def _insert_missed(self, job: str, slot: datetime, now: datetime) -> bool: ...
-
-    @abstractmethod
-    def _select_succeeded_slots(self, job: str, start: datetime, end: datetime) -> set[datetime]: ...
-
-    @abstractmethod
-    def _select_created_between(self, start: datetime, end: datetime) -> list[Run]: ...
-
-    @abstractmethod
-    def _upsert_pause(self, pause: Pause) -> None: ...
-
-    @abstractmethod
-    def _delete_pause(self, job: str) -> Pause | None: ...
-
-    @abstractmethod
-    def _select_pauses(self, job: str | None) -> list[Pause]: ...
-
-    @abstractmethod
-    def _delete_expired_pauses(self, now: datetime) -> list[Pause]: ...
 
 
 def _run_id(now: datetime) -> str:

@@ -15,8 +15,9 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from service.errors import ConfigError, LedgerUnavailable
+from service.ledger.base import Ledger
 from service.ledger.records import Run
-from service.ledger.sql import COLUMNS, INDEXES_3, SqlLedger
+from service.ledger.sql import COLUMNS, INDEXES_3
 
 SCHEMA_VERSION = 3
 # Migration N brings the schema from version N - 1 to N; each is idempotent, and all run inside
@@ -106,7 +107,7 @@ _CONNECT_DEFAULTS = {
 }
 
 
-class PostgresLedger(SqlLedger):
+class PostgresLedger(Ledger):
     """The ledger in a PostgreSQL database; claims of one job serialise across the fleet."""
 
     # Leases are written and judged on the database's clock, one for the whole fleet: an instance

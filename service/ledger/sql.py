@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from service.errors import CorruptRecord
-from service.ledger.base import Ledger
 from service.ledger.clock import Moment, StoreTime
-from service.ledger.records import Pause, Run, Status
+from service.ledger.records import Run, Status
 from service.slots import utcnow
 
 COLUMNS = (
@@ -55,11 +55,13 @@ DROP INDEX IF EXISTS runs_status_lease;
 DROP INDEX IF EXISTS runs_job_slot_status;
 CREATE INDEX IF NOT EXISTS missed_slots_alerted ON missed_slots (alerted_at);
 """
-_PAUSE = "job, paused_at, paused_by, reason, until"
 
 
-class SqlLedger(Ledger):
-    """Implements the ledger primitives with portable SQL; backends supply a connection."""
+log = logging.getLogger("batch_trigger.ledger")
+
+
+class SqlStatements(ABC):
+    """The ledger's statements in portable SQL; a backend supplies its connection and time codec."""
 
     #: SQL for the store's own time, where a backend judges leases by it (PostgreSQL); None: this
     #: host's clock (service.ledger.clock).
@@ -100,9 +102,21 @@ class SqlLedger(Ledger):
         )
 
     def _clock(self, now: datetime | None) -> Moment:
+        """`now`, or (None) the store's own time: this host's clock unless a backend shares one."""
         if now is None and self._store_now_sql is not None:
             return StoreTime()
-        return super()._clock(now)
+        return utcnow() if now is None else now
+
+    def undecodable_rows(self) -> dict[str, str]:
+        """Runs found since the last call that could not be read back (id → why), then forgets them."""
+        found: dict[str, str] = self.__dict__.pop("_undecodable_rows", {})
+        return found
+
+    def _undecodable(self, run_id: str, why: str) -> CorruptRecord:
+        """Report a stored run that cannot be decoded; the error to raise where one run was asked for."""
+        log.error("ledger row cannot be read back: run %s: %s", run_id, why, extra={"run_id": run_id})
+        self.__dict__.setdefault("_undecodable_rows", {})[run_id] = why
+        return CorruptRecord(f"run {run_id[:64]} cannot be read back from the ledger ({why[:200]})")
 
     def _time_sql(self, value: Moment) -> tuple[str, Any]:
         """A time as SQL and its one parameter: a bound value, or the store's clock plus an offset."""
@@ -289,22 +303,6 @@ class SqlLedger(Ledger):
         )
         return self._decoded(rows)
 
-    def _insert_log_chunk(self, run_id: str, offset: int, chunk: bytes) -> None:
-        self._query(
-            "INSERT INTO run_logs (run_id, pos, chunk) VALUES (?, ?, ?) ON CONFLICT (run_id, pos) DO NOTHING",
-            (run_id, offset, chunk),
-        )
-
-    def _delete_log_chunks(self, run_id: str, start: int, end: int) -> None:
-        self._query("DELETE FROM run_logs WHERE run_id = ? AND pos >= ? AND pos < ?", (run_id, start, end))
-
-    def _select_log_chunks(self, run_id: str, offset: int) -> list[tuple[int, bytes]]:
-        rows = self._query(
-            "SELECT pos, chunk FROM run_logs WHERE run_id = ? AND pos + length(chunk) > ? ORDER BY pos",
-            (run_id, offset),
-        )
-        return [(int(pos), bytes(chunk)) for pos, chunk in rows]
-
     def _delete_finished_before(self, before: datetime) -> int:
         cutoff = self._encode_time(before)
         # A run's log goes with the run.
@@ -333,82 +331,9 @@ class SqlLedger(Ledger):
         )
         return {run.job: run for run in self._decoded(rows)}
 
-    def _select_watch_from(self, jobs: Sequence[str], now: datetime) -> dict[str, datetime]:
-        marks = ", ".join("?" for _ in jobs)
-        select = f"SELECT job, since, checked_until FROM watched_jobs WHERE job IN ({marks})"
-        rows = self._query(select, list(jobs))
-        if len(rows) < len(set(jobs)):
-            # The first sight of a job: the watchdog judges only slots due from now on.
-            seen = {row[0] for row in rows}
-            for job in dict.fromkeys(jobs):
-                if job not in seen:
-                    self._query(
-                        "INSERT INTO watched_jobs (job, since) VALUES (?, ?) ON CONFLICT (job) DO NOTHING",
-                        (job, self._encode_time(now)),
-                    )
-            rows = self._query(select, list(jobs))
-        # Slots up to the last check are judged; before the first one, those before `since` are not ours.
-        return {job: self._decode_time(checked or since) for job, since, checked in rows}
-
-    def _update_checked_until(self, job: str, until: datetime) -> None:
-        encoded = self._encode_time(until)
-        self._query(
-            "UPDATE watched_jobs SET checked_until = ?"
-            " WHERE job = ? AND (checked_until IS NULL OR checked_until < ?)",
-            (encoded, job, encoded),
-        )
-
-    def _insert_missed(self, job: str, slot: datetime, now: datetime) -> bool:
-        rows = self._query(
-            "INSERT INTO missed_slots (job, slot, alerted_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (job, slot) DO NOTHING RETURNING job",
-            (job, self._encode_time(slot), self._encode_time(now)),
-        )
-        return bool(rows)
-
-    def _select_succeeded_slots(self, job: str, start: datetime, end: datetime) -> set[datetime]:
-        rows = self._query(
-            "SELECT DISTINCT slot FROM runs WHERE job = ? AND status = 'succeeded'"
-            " AND slot >= ? AND slot <= ?",
-            (job, self._encode_time(start), self._encode_time(end)),
-        )
-        return {self._decode_time(row[0]) for row in rows}
-
     def _select_created_between(self, start: datetime, end: datetime) -> list[Run]:
         rows = self._query(
             f"{_SELECT} WHERE created_at >= ? AND created_at < ? ORDER BY created_at",
             (self._encode_time(start), self._encode_time(end)),
         )
         return self._decoded(rows)
-
-    def _upsert_pause(self, pause: Pause) -> None:
-        until = None if pause.until is None else self._encode_time(pause.until)
-        self._query(
-            f"INSERT INTO job_pauses ({_PAUSE}) VALUES (?, ?, ?, ?, ?) ON CONFLICT (job) DO UPDATE SET"
-            " paused_at = excluded.paused_at, paused_by = excluded.paused_by,"
-            " reason = excluded.reason, until = excluded.until",
-            (pause.job, self._encode_time(pause.paused_at), pause.paused_by, pause.reason, until),
-        )
-
-    def _delete_pause(self, job: str) -> Pause | None:
-        rows = self._query(f"DELETE FROM job_pauses WHERE job = ? RETURNING {_PAUSE}", (job,))
-        return self._pause(rows[0]) if rows else None
-
-    def _select_pauses(self, job: str | None) -> list[Pause]:
-        if job is None:
-            rows = self._query(f"SELECT {_PAUSE} FROM job_pauses ORDER BY job")
-        else:
-            rows = self._query(f"SELECT {_PAUSE} FROM job_pauses WHERE job = ?", (job,))
-        return [self._pause(row) for row in rows]
-
-    def _delete_expired_pauses(self, now: datetime) -> list[Pause]:
-        rows = self._query(
-            f"DELETE FROM job_pauses WHERE until IS NOT NULL AND until <= ? RETURNING {_PAUSE}",
-            (self._encode_time(now),),
-        )
-        return [self._pause(row) for row in rows]
-
-    def _pause(self, row: Sequence[Any]) -> Pause:
-        job, paused_at, paused_by, reason, until = row
-        until = None if until is None else self._decode_time(until)
-        return Pause(job, self._decode_time(paused_at), paused_by, reason, until)

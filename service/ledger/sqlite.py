@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from service.errors import LedgerUnavailable
-from service.ledger.sql import INDEXES_3, SqlLedger
+from service.ledger.base import Ledger
+from service.ledger.sql import INDEXES_3
 
 SCHEMA_VERSION = 3
 # The schema as of version 2, run on a store below version 2; every statement is idempotent, so it
@@ -83,7 +84,7 @@ CREATE TABLE IF NOT EXISTS ready_probes (instance TEXT PRIMARY KEY, probed_at TE
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
-class SqliteLedger(SqlLedger):
+class SqliteLedger(Ledger):
     """The ledger in one SQLite file in WAL mode; one connection per process and thread."""
 
     def __init__(self, path: str | Path) -> None:

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.ledger import Ledger
-from service.ledger.sql import SqlLedger
 
 END = datetime(2026, 1, 1, tzinfo=UTC)
 JOBS = 200
@@ -72,7 +71,7 @@ def fill(
     """
     if runs <= 0:
         return
-    assert isinstance(ledger, SqlLedger)
+    assert isinstance(ledger, Ledger)
     per_job = -(-runs // jobs)
     step = max(1, int(span.total_seconds()) // per_job)
     base = end - timedelta(seconds=step * per_job)
@@ -91,14 +90,14 @@ def fill(
 
 def analyze(ledger: Ledger) -> None:
     """Refresh the planner's statistics (PostgreSQL's autovacuum would, a little later)."""
-    assert isinstance(ledger, SqlLedger)
+    assert isinstance(ledger, Ledger)
     if _backend(ledger) == "postgres":
         ledger._query("ANALYZE")
 
 
 def plan(ledger: Ledger, sql: str, args: Sequence[Any]) -> list[str]:
     """The backend's query plan of one statement, one line per step, without running it."""
-    assert isinstance(ledger, SqlLedger)
+    assert isinstance(ledger, Ledger)
     if _backend(ledger) == "sqlite":
         return [str(row[-1]) for row in ledger._query(f"EXPLAIN QUERY PLAN {sql}", args)]
     return [str(row[0]) for row in ledger._query(f"EXPLAIN {sql}", args)]
@@ -111,7 +110,7 @@ def recorded(ledger: Ledger) -> Iterator[list[tuple[str, tuple[Any, ...]]]]:
     The ledger's class is swapped for a subclass whose `_query` (the one hook every backend
     sends its SQL through) writes each statement down first.
     """
-    assert isinstance(ledger, SqlLedger)
+    assert isinstance(ledger, Ledger)
     statements: list[tuple[str, tuple[Any, ...]]] = []
     original = type(ledger)
 
