@@ -17,11 +17,11 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from service.errors import LedgerUnavailable
 from service.logs import redact
-from service.runs.logbound import LogBound
+from service.runs.logbound import LogBound, LogSink
 
 if TYPE_CHECKING:
     from service.ledger import Ledger
@@ -39,14 +39,6 @@ TRACEBACK = "Traceback (most recent call last):"
 _PREFIX = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (?:stdout|stderr) ")
 #: Lines kept in memory for the alert's excerpt.
 RECENT_LINES = 200
-
-
-class LogSink(Protocol):
-    """Where the log goes: the ledger's run-log hooks."""
-
-    def append_log(self, run_id: str, offset: int, chunk: bytes) -> None: ...
-
-    def drop_log(self, run_id: str, start: int, end: int) -> None: ...
 
 
 @dataclass

@@ -8,15 +8,20 @@ offset it was given, and the bytes dropped between the head and the tail read as
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from service.runs.capture import LogSink
+from typing import Protocol
 
 LOG_LIMIT = 1024 * 1024
 #: The largest row a send writes (a burst after a ledger outage is split into several).
 CHUNK_LIMIT = 256 * 1024
 
+
+
+class LogSink(Protocol):
+    """Where the log goes: the ledger's run-log hooks."""
+
+    def append_log(self, run_id: str, offset: int, chunk: bytes) -> None: ...
+
+    def drop_log(self, run_id: str, start: int, end: int) -> None: ...
 
 class LogBound:
     """Lines in, chunks out: keeps the head, rolls the tail, remembers what the ledger holds."""
