@@ -15,13 +15,13 @@ LOG_LIMIT = 1024 * 1024
 CHUNK_LIMIT = 256 * 1024
 
 
-
 class LogSink(Protocol):
     """Where the log goes: the ledger's run-log hooks."""
 
     def append_log(self, run_id: str, offset: int, chunk: bytes) -> None: ...
 
     def drop_log(self, run_id: str, start: int, end: int) -> None: ...
+
 
 class LogBound:
     """Lines in, chunks out: keeps the head, rolls the tail, remembers what the ledger holds."""
