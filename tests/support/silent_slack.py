@@ -72,9 +72,16 @@ class SilentSlack:
             with self._lock:
                 self.received.append(body)
             self._released.wait()
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
+            # Recorded before the answer leaves: once the client has it, it may send its next
+            # request, whose thread must not record it first (the order is what tests compare).
             with self._lock:
                 self.answered.append(body)
+            try:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
+            except OSError:
+                with self._lock:
+                    self.answered.remove(body)
+                raise
         except OSError:
             return  # the client gave up (its timeout) or the test closed us
         finally:
