@@ -17,6 +17,7 @@ the change where AWS skips it, and neither reads AWS's year field or `nW`.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -61,7 +62,7 @@ class Schedule:
         if not isinstance(text, str) or not text.strip():
             raise ScheduleError("a schedule expression is empty")
         try:
-            return cls._parse(" ".join(text.split()), tz)
+            return _parsed(" ".join(text.split()), tz)
         except ScheduleError as exc:
             raise ScheduleError(f"schedule {text.strip()!r}: {exc}") from None
 
@@ -258,3 +259,10 @@ def _month_edge(day: date, reverse: bool) -> date:
     if reverse:
         return day.replace(day=1) - timedelta(days=1)
     return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(text: str, tz: ZoneInfo) -> Schedule:
+    """Schedules are immutable: each (expression, zone) is read once per process, not at every
+    GET /v1/jobs or watchdog check."""
+    return Schedule._parse(text, tz)
