@@ -12,16 +12,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from functools import wraps
-from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar
+from typing import Literal, ParamSpec, TypeVar
 
-from flask import current_app, g, request
+from flask import g, request
 
 from service.errors import InstanceMismatch, JobMismatch, RunNotFound, TokenInvalid
 from service.slots import utcnow
 from service.web.auth import DRAIN_SUBJECT, READ_SUBJECT, Claims
-
-if TYPE_CHECKING:
-    from service.web.extension import BatchTrigger
+from service.web.state import TriggerState, current_state
 
 #: What a route gives access to:
 #: "run"      one run by its `run_id` (read, or a token of the run's job)
@@ -46,7 +44,7 @@ def reads(scope: Scope) -> Callable[[Callable[P, R]], Callable[P, R]]:
     def decorate(view: Callable[P, R]) -> Callable[P, R]:
         @wraps(view)
         def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-            state: BatchTrigger = current_app.extensions["batch_trigger"]
+            state = current_state()
             claims = state.verifier.verify(request.headers.get("Authorization"), trigger=False)
             g.claims = claims
             _CHECKS[scope](state, claims)
@@ -61,7 +59,7 @@ def reads(scope: Scope) -> Callable[[Callable[P, R]], Callable[P, R]]:
 drains = reads("drain")
 
 
-def _run(state: BatchTrigger, claims: Claims) -> None:
+def _run(state: TriggerState, claims: Claims) -> None:
     if claims.sub == DRAIN_SUBJECT:
         raise JobMismatch("a drain token reads /v1/instance only")
     run_id = str((request.view_args or {}).get("run_id", ""))
@@ -73,7 +71,7 @@ def _run(state: BatchTrigger, claims: Claims) -> None:
     g.run = run
 
 
-def _runs(state: BatchTrigger, claims: Claims) -> None:
+def _runs(state: TriggerState, claims: Claims) -> None:
     if claims.sub == DRAIN_SUBJECT:
         raise JobMismatch("a drain token reads /v1/instance only")
     if claims.sub != READ_SUBJECT and request.args.get("job") != claims.sub:
@@ -81,12 +79,12 @@ def _runs(state: BatchTrigger, claims: Claims) -> None:
         raise JobMismatch(f"this token reads runs of job {job!r} only: ask with ?job={job}")
 
 
-def _jobs(state: BatchTrigger, claims: Claims) -> None:
+def _jobs(state: TriggerState, claims: Claims) -> None:
     if claims.sub != READ_SUBJECT:
         raise JobMismatch("listing jobs needs a token whose sub is 'read'")
 
 
-def _instance(state: BatchTrigger, claims: Claims) -> None:
+def _instance(state: TriggerState, claims: Claims) -> None:
     if claims.sub == READ_SUBJECT:
         return
     if claims.sub != DRAIN_SUBJECT:
@@ -94,7 +92,7 @@ def _instance(state: BatchTrigger, claims: Claims) -> None:
     _this_instance(state, claims)
 
 
-def _drain(state: BatchTrigger, claims: Claims) -> None:
+def _drain(state: TriggerState, claims: Claims) -> None:
     if claims.sub != DRAIN_SUBJECT:
         raise JobMismatch("draining an instance needs a token whose sub is 'drain'")
     if claims.jti is None:
@@ -104,7 +102,7 @@ def _drain(state: BatchTrigger, claims: Claims) -> None:
     state.ledger.consume_token(claims.jti, claims.remember_until, utcnow())
 
 
-def _pause(state: BatchTrigger, claims: Claims) -> None:
+def _pause(state: TriggerState, claims: Claims) -> None:
     job = str((request.view_args or {}).get("job", ""))
     state.registry.get(job)  # an unknown job is 404, whatever the token
     if claims.sub != job:
@@ -114,7 +112,7 @@ def _pause(state: BatchTrigger, claims: Claims) -> None:
     state.ledger.consume_token(claims.jti, claims.remember_until, utcnow())
 
 
-def _this_instance(state: BatchTrigger, claims: Claims) -> None:
+def _this_instance(state: TriggerState, claims: Claims) -> None:
     if claims.instance is None:
         raise TokenInvalid("a drain token lacks the 'instance' claim (the INSTANCE_ID it drains)")
     if claims.instance != state.settings.instance_id:
@@ -123,7 +121,7 @@ def _this_instance(state: BatchTrigger, claims: Claims) -> None:
         )
 
 
-_CHECKS: dict[str, Callable[[BatchTrigger, Claims], None]] = {
+_CHECKS: dict[str, Callable[[TriggerState, Claims], None]] = {
     "run": _run,
     "runs": _runs,
     "jobs": _jobs,

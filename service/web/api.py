@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
@@ -25,9 +25,7 @@ from service.schedules.overview import overview
 from service.slots import format_slot, parse_slot, utcnow
 from service.web.access import drains, reads
 from service.web.readiness import write_probe
-
-if TYPE_CHECKING:  # the extension registers this blueprint; only its type is needed here
-    from service.web.extension import BatchTrigger
+from service.web.state import TriggerState, current_state
 
 MAX_BODY_BYTES = 64 * 1024
 SCHEDULERS = frozenset({"lambda", "scheduler", "eventbridge"})
@@ -35,9 +33,8 @@ SCHEDULERS = frozenset({"lambda", "scheduler", "eventbridge"})
 blueprint = Blueprint("batch_trigger", __name__)
 
 
-def _state() -> BatchTrigger:
-    state: BatchTrigger = current_app.extensions["batch_trigger"]
-    return state
+def _state() -> TriggerState:
+    return current_state()
 
 
 @blueprint.after_request
@@ -264,7 +261,7 @@ def readyz() -> tuple[Response, int]:
     return jsonify(status="ready", instance=state.settings.instance_id), 200
 
 
-def _instance_body(state: BatchTrigger) -> dict[str, Any]:
+def _instance_body(state: TriggerState) -> dict[str, Any]:
     running = localruns.running(state.settings.run_dir, state.settings.instance_id)
     return {"instance": state.settings.instance_id, "draining": state.draining, "running": sorted(running)}
 
