@@ -109,7 +109,7 @@ class Batch:
 def start_batch(settings: Settings, ledger: Ledger, spec: JobSpec, run: Run, until: float) -> Batch:
     """Fork the batch process for a started run, fenced until `until` (monotonic); raises OSError."""
     fence_read, fence_write = os.pipe()
-    # The run's output (issue 12): fds 1 and 2 of the batch become pipes this process reads.
+    # The run's output: fds 1 and 2 of the batch become pipes this process reads.
     # Everything the batch inherits from the launcher, but these and its fence, is closed.
     pipes = Pipes.open()
     try:
