@@ -22,14 +22,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deliveries", type=int, default=1000, help="deliveries per storm (default 1000)")
     parser.add_argument("--idle-seconds", type=float, default=40, help="idle fleet sample (default 40)")
     parser.add_argument(
-        "--only", default="", help="comma-separated sections to run: growth, idle, launcher (default: all)"
+        "--only",
+        default="",
+        help="comma-separated sections to run: core (tables 1-5), growth, idle, launcher (default: all)",
     )
     args = parser.parse_args(argv)
     only = {name.strip() for name in args.only.split(",") if name.strip()}
     began = time.monotonic()
     lines: list[str] = []
     with Stack() as stack:
-        if only:
+        if only and "core" not in only:
             lines += _ledger_sections(stack, only, args.idle_seconds)
             header = ["## batch-trigger benchmarks", "", *report.machine(stack.postgres_version()), ""]
             minutes = (time.monotonic() - began) / 60
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         _progress("5/5 interference of a CPU-bound batch with web latency")
         result = interference.measure(stack, reps=args.reps, seconds=args.seconds)
         lines += [*report.interference(result, args.seconds), ""]
-        lines += _ledger_sections(stack, {"growth", "idle", "launcher"}, args.idle_seconds)
+        lines += _ledger_sections(stack, only or {"growth", "idle", "launcher"}, args.idle_seconds)
         header = ["## batch-trigger benchmarks", "", *report.machine(stack.postgres_version()), ""]
     minutes = (time.monotonic() - began) / 60
     print("\n".join([*header, *lines, f"(measured in {minutes:.1f} minutes)"]))
