@@ -11,7 +11,6 @@ import contextlib
 import fcntl
 import os
 import re
-import select
 import sys
 import time
 from collections import deque
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING
 from service.errors import LedgerUnavailable
 from service.logs import redact
 from service.runs.logbound import LogBound, LogSink
+from service.runs.waiting import readable
 
 if TYPE_CHECKING:
     from service.ledger import Ledger
@@ -113,7 +113,7 @@ class OutputCapture:
         """Read whatever is ready within `timeout`; flush when due. False once every stream closed."""
         if not self._open:
             return False
-        ready, _, _ = select.select(list(self._open.values()), [], [], max(0.0, timeout))
+        ready = readable(list(self._open.values()), timeout)
         for name, fd in list(self._open.items()):
             if fd in ready:
                 for _ in range(PUMP_LIMIT // READ_SIZE):

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import signal
 import struct
 import threading
 import time
+
+from service.runs.waiting import readable
 
 _DEADLINE = struct.Struct("d")
 #: Written instead of a deadline: the run is no longer ours (another instance declared it lost).
@@ -98,8 +99,7 @@ class Fence:
             wait = self.until - _AHEAD - time.monotonic()
             if wait <= 0 or self.lost:
                 _stop_group()
-            ready, _, _ = select.select([self.fd], [], [], wait)
-            if not ready:
+            if not readable([self.fd], wait):  # the fd keeps the launcher's number, maybe past 1024
                 continue
             data = os.read(self.fd, 4096)
             if not data:  # the launcher is gone: nobody renews the lease or records the outcome

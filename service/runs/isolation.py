@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import signal
 import stat
 import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from service.runs.waiting import readable
 
 if TYPE_CHECKING:
     from service.runs.capture import Pipes
@@ -147,8 +148,7 @@ class BatchProcess:
         if self.status is not None:
             return self.status
         if self._pidfd is not None:
-            ready, _, _ = select.select([self._pidfd], [], [], max(0.0, timeout))
-            if not ready:
+            if not readable([self._pidfd], timeout):
                 return None
         else:
             end = time.monotonic() + timeout

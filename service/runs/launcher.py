@@ -18,7 +18,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import select
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +36,7 @@ from service.runs.liveness import LauncherLock
 from service.runs.outcomes import Outcomes
 from service.runs.runner import exit_outcome
 from service.runs.spool import Outcome, Spool
+from service.runs.waiting import readable
 from service.slots import utcnow
 
 log = logging.getLogger("batch_trigger.runner")
@@ -98,7 +98,7 @@ class Launcher:
         if not all(batch.pollable for batch in self.batches.values()):
             timeout = min(timeout, 0.2)  # no pidfd: look at the batches now and then
         with contextlib.suppress(InterruptedError):
-            ready, _, _ = select.select(watched, [], [], max(0.0, timeout))
+            ready = readable(watched, timeout)
             if wake[0] in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(wake[0], 512)  # the signal wake-up bytes
