@@ -8,14 +8,13 @@ import re
 import shutil
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from service.ops.metrics import metrics, render
-from tests.support.live import REPO, LiveService
+from tests.support.live import REPO, LiveService, scrape_metrics
 
 RULES = REPO / "deploy" / "prometheus" / "batch-trigger-rules.yml"
 RULE_TESTS = REPO / "deploy" / "prometheus" / "batch-trigger-rules.test.yml"
@@ -102,21 +101,10 @@ def slow_sweeps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServic
         yield live
 
 
-def _scrape(service: LiveService) -> dict[str, float]:
-    with urllib.request.urlopen(f"{service.url}/metrics", timeout=5) as answer:
-        text = answer.read().decode()
-    found = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            found[name] = float(value)
-    return found
-
-
 def _until(service: LiveService, ready: object, timeout: float = 15.0) -> dict[str, float]:
     deadline = time.monotonic() + timeout
     while True:
-        seen = _scrape(service)
+        seen = scrape_metrics(service)
         if ready(seen) or time.monotonic() > deadline:  # type: ignore[operator]
             return seen
         time.sleep(0.25)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from service.cli import client
-from tests.support.live import LiveService, unique_slot
+from tests.support.live import LiveService, scrape_metrics, unique_slot
 from tests.support.slack import SlackReceiver
 
 
@@ -22,21 +21,6 @@ def instance(tmp_path_factory: pytest.TempPathFactory, slack: SlackReceiver) -> 
         tmp_path_factory.mktemp("metrics"), slack.url, workers=4, HEARTBEAT_SECONDS="1", LEASE_SECONDS="5"
     ) as live:
         yield live
-
-
-def _samples(text: str) -> dict[str, float]:
-    found = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            found[name] = float(value)
-    return found
-
-
-def _scrape(service: LiveService) -> dict[str, float]:
-    with urllib.request.urlopen(f"{service.url}/metrics", timeout=5) as answer:
-        assert answer.headers["Content-Type"].startswith("text/plain")
-        return _samples(answer.read().decode())
 
 
 def test_it_sums_trigger_answers_and_runs_across_all_workers(instance: LiveService) -> None:
@@ -61,7 +45,7 @@ def test_it_sums_trigger_answers_and_runs_across_all_workers(instance: LiveServi
     }
     deadline = time.monotonic() + 20
     while True:  # the keeper counts finished runs on its next sweep
-        scrapes = [_scrape(instance) for _ in range(8)]  # answered by different workers
+        scrapes = [scrape_metrics(instance) for _ in range(8)]  # answered by different workers
         seen = [{name: s.get(name) for name in expected} for s in scrapes]
         if all(s == expected for s in seen) or time.monotonic() > deadline:
             break

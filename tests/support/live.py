@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -116,3 +117,16 @@ def dumps(value: Any) -> bytes:
 
 
 __all__ = ["LiveService", "format_slot", "unique_slot"]
+
+
+def scrape_metrics(service: ServiceProcess) -> dict[str, float]:
+    """The instance's /metrics as sample name (with labels) → value."""
+    with urllib.request.urlopen(f"{service.url}/metrics", timeout=5) as answer:
+        assert answer.headers["Content-Type"].startswith("text/plain")
+        text = answer.read().decode()
+    found = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            found[name] = float(value)
+    return found
