@@ -65,6 +65,9 @@ class Settings:
     log_level: int = logging.INFO
     #: PostgreSQL: the launcher's session proves its instance alive (off behind transaction pooling).
     launcher_lock: bool = True
+    #: PostgreSQL connections the instance's web workers, keeper and batches share (the launcher
+    #: holds one more); 0: no budget. The shipped gunicorn configuration sets WEB_CONCURRENCY.
+    connection_permits: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -95,6 +98,7 @@ class Settings:
             app_url=env.get("BATCH_TRIGGER_URL", "http://127.0.0.1:8000").rstrip("/"),
             log_level=_log_level(env.get("LOG_LEVEL")),
             launcher_lock=_switch(env, "LAUNCHER_LOCK", True),
+            connection_permits=_integer(env, "LEDGER_CONNECTION_PERMITS", 0, minimum=0, maximum=1000),
         )
         if settings.heartbeat_seconds >= settings.lease_seconds:
             raise ConfigError(

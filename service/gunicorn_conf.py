@@ -6,6 +6,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from service.ledger.budget import PERMITS_ENV
 from service.ops.drain import ARBITER_ENV
 from service.ops.metrics import prepare_multiprocess_dir
 
@@ -44,6 +45,9 @@ def _check_configuration() -> Settings:
     return settings
 
 
+# The connection budget (service.ledger.budget): workers, keeper and batches share WEB_CONCURRENCY
+# PostgreSQL connections; the launcher holds the one more.
+os.environ.setdefault(PERMITS_ENV, str(workers))
 # gunicorn reads this module once, in the arbiter, before it logs or binds anything; workers
 # and the keeper inherit the metrics directory through the environment.
 _SETTINGS = _check_configuration()

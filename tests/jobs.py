@@ -36,8 +36,12 @@ def slow(ctx: JobContext) -> None:
 
 @job("parallel", overlap="allow", timeout=60)
 def parallel(ctx: JobContext) -> None:
-    """Like slow, but overlapping slots are allowed."""
-    time.sleep(float(ctx.params.get("seconds", 1)))
+    """Like slow, but overlapping slots are allowed; `params.read_ledger`: read it every 50 ms meanwhile."""
+    end = time.monotonic() + float(ctx.params.get("seconds", 1))
+    while ctx.params.get("read_ledger") and time.monotonic() < end:
+        ctx.ledger.runs(job=ctx.job, limit=1)
+        time.sleep(0.05)
+    time.sleep(max(0.0, end - time.monotonic()))
     _record(ctx)
 
 

@@ -16,6 +16,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from service.errors import ConfigError, LedgerUnavailable
 from service.ledger.base import Ledger
+from service.ledger.budget import ConnectionBudget, Permit
+from service.ledger.budget import register as budget_register
 from service.ledger.records import Run
 from service.ledger.sql import COLUMNS, INDEXES_3
 
@@ -134,6 +136,36 @@ class PostgresLedger(Ledger):
         # Where errors say the ledger is: enough to diagnose, never the password.
         host, port = params.get("host") or "localhost", params.get("port") or 5432
         self._target = f"{host}:{port}/{params.get('dbname') or ''}"
+        self._budget: ConnectionBudget | None = None
+        self._brief = False
+
+    def share_connections(self, budget: ConnectionBudget | None, *, brief: bool = False) -> None:
+        """Connect only while holding one of the instance's permits (service.ledger.budget).
+
+        `brief`: let go after every statement outside a claim (a batch, which reads rarely and may
+        run for hours, must not sit on a permit the web workers need).
+        """
+        self._budget, self._brief = budget, brief
+        if budget is not None:
+            budget_register(self)
+
+    def let_go_if_wanted(self) -> None:
+        """Close this thread's connection and give its permit back if another process waits for one."""
+        state = self._state()
+        if (
+            self._budget is not None
+            and getattr(state, "permit", None) is not None
+            and getattr(state, "transaction", None) is None
+            and self._budget.wanted()
+        ):
+            self.close()
+
+    def close(self) -> None:
+        """Close this thread's connection; its permit, if it held one, goes back."""
+        permit: Permit | None = getattr(self._state(), "permit", None)
+        super().close()
+        if permit is not None:
+            permit.release()
 
     def ensure_schema(self) -> None:
         """Create or migrate the tables under an advisory lock; safe when instances start at once."""
@@ -176,10 +208,15 @@ class PostgresLedger(Ledger):
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         # Inside a claim, statements must run on the transaction's connection, and never on a
         # fresh one should it break: that would silently run them outside the lock.
-        conn = getattr(self._state(), "transaction", None) or self._connection()
-        with self._errors(), conn.cursor() as cursor:
-            cursor.execute(_pyformat(sql), tuple(args))
-            return cursor.fetchall() if cursor.description is not None else []
+        transaction = getattr(self._state(), "transaction", None)
+        conn = transaction or self._connection()
+        try:
+            with self._errors(), conn.cursor() as cursor:
+                cursor.execute(_pyformat(sql), tuple(args))
+                return cursor.fetchall() if cursor.description is not None else []
+        finally:
+            if self._brief and transaction is None:
+                self.close()
 
     def hold_launcher_lock(self, instance: str) -> bool:
         """Take (or keep) the instance's session advisory lock: freed the moment this session ends."""
@@ -250,17 +287,30 @@ class PostgresLedger(Ledger):
             conn.close()
             conn = None
         if conn is None:
-            with self._errors():
-                # psycopg prepares a statement on the server after 5 runs; a pooler may hand the
-                # next run to a session that never saw it (PgBouncer < 1.21).
-                conn = psycopg.connect(
-                    self._conninfo, autocommit=True, prepare_threshold=None if self.transaction_pooling else 5
-                )
-                conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
-                if not self.transaction_pooling:
-                    # Times are normalised to UTC when read anyway; this only spares a conversion.
-                    conn.execute("SET TIME ZONE 'UTC'")
+            # Under a budget, a connection is opened only holding a permit (kept across reconnects).
+            if self._budget is not None and getattr(state, "permit", None) is None:
+                state.permit = self._budget.acquire()
+            try:
+                conn = self._connect()
+            except BaseException:
+                if getattr(state, "permit", None) is not None:
+                    state.permit.release()  # no connection, no permit: the database is down
+                    state.permit = None
+                raise
             state.conn = conn
+        return conn
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        with self._errors():
+            # psycopg prepares a statement on the server after 5 runs; a pooler may hand the
+            # next run to a session that never saw it (PgBouncer < 1.21).
+            conn = psycopg.connect(
+                self._conninfo, autocommit=True, prepare_threshold=None if self.transaction_pooling else 5
+            )
+            conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
+            if not self.transaction_pooling:
+                # Times are normalised to UTC when read anyway; this only spares a conversion.
+                conn.execute("SET TIME ZONE 'UTC'")
         return conn
 
     @contextmanager

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from service.errors import CorruptRecord
+from service.ledger.budget import ConnectionBudget
 from service.ledger.clock import Moment, StoreTime
 from service.ledger.records import Run, Status
 from service.slots import utcnow
@@ -85,6 +86,14 @@ class SqlStatements(ABC):
         if conn is not None and self._pid == os.getpid():
             conn.close()
         self._local = threading.local()
+
+    def share_connections(self, budget: ConnectionBudget | None, *, brief: bool = False) -> None:
+        """Connect only while holding one of the instance's permits (service.ledger.budget).
+
+        `brief`: let go after every statement outside a claim (a batch, which reads rarely and may
+        run for hours). A backend without a connection limit (SQLite) has nothing to share.
+        """
+        return None
 
     def _state(self) -> threading.local:
         """This process's and thread's connection slot; a forked child starts with an empty one."""

@@ -21,12 +21,13 @@ from service.alerts import SEND_TIMEOUT_SECONDS, Alerts
 from service.config import Settings
 from service.errors import CorruptRecord, ServiceError
 from service.jobs import Registry, load_jobs
-from service.ledger import FAILURES, Ledger, Run, Status, open_ledger
+from service.ledger import FAILURES, Ledger, Run, Status, budget, open_ledger
 from service.ops.metrics import metrics
 from service.ops.watchdog import Missed, Watchdog
 from service.runs import fencing
 from service.runs.capture import stored_excerpt
 from service.runs.claim_and_launch import ClaimAndLaunch
+from service.runs.handoff import instance_dir
 from service.slots import utcnow
 
 log = logging.getLogger("batch_trigger.keeper")
@@ -190,6 +191,9 @@ def run_forever(settings: Settings, should_stop: Callable[[], bool]) -> None:
     """Sweep every HEARTBEAT_SECONDS (with jitter) until `should_stop()`; survive ledger outages."""
     registry = load_jobs(settings.batch_modules, settings.timezone)
     ledger = open_ledger(settings.ledger_url)
+    # Its connection is one of the instance's permits, shared with the web workers.
+    here = instance_dir(settings.run_dir, settings.instance_id)
+    ledger.share_connections(budget.for_instance(here, settings.connection_permits))
     keeper = Keeper(settings, registry, ledger, _alerts(settings))
     schema_ready = False
     metrics().prime(registry, settings.timezone)

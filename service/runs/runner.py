@@ -13,9 +13,10 @@ from service.alerts import Alerts
 from service.config import Settings
 from service.errors import LedgerUnavailable
 from service.jobs import JobContext, JobSpec, Registry
-from service.ledger import FAILURES, Ledger, Run, Status, open_ledger
+from service.ledger import FAILURES, Ledger, Run, Status, budget, open_ledger
 from service.logs import RunLogger, configure_batch_logging
 from service.runs.fencing import Fence
+from service.runs.handoff import instance_dir
 from service.runs.spool import Outcome
 from service.slots import format_slot, logical_date
 
@@ -56,7 +57,7 @@ def body(settings: Settings, spec: JobSpec, run: Run, error_fd: int, fence: Fenc
         params=dict(run.params),
         logger=logger,
         timezone=settings.timezone,
-        ledger=open_ledger(settings.ledger_url),
+        ledger=_batch_ledger(settings),
         artefact_dir=Path(settings.artefact_dir),
         still_ours=fence.still_ours,
     )
@@ -101,3 +102,11 @@ def _previous_failed(ledger: Ledger, run: Run) -> Run | None:
 def _fields(run: Run) -> dict[str, str]:
     """A run's log fields."""
     return {"run_id": run.id, "job": run.job, "slot": format_slot(run.slot), "attempt": str(run.attempt)}
+
+
+def _batch_ledger(settings: Settings) -> Ledger:
+    """`ctx.ledger`: it takes one of the instance's connection permits only for each statement."""
+    ledger = open_ledger(settings.ledger_url)
+    here = instance_dir(settings.run_dir, settings.instance_id)
+    ledger.share_connections(budget.for_instance(here, settings.connection_permits), brief=True)
+    return ledger

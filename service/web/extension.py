@@ -11,10 +11,11 @@ from service.alerts import Alerts
 from service.config import Settings
 from service.errors import Draining, LedgerUnavailable
 from service.jobs import Registry, load_jobs
-from service.ledger import Ledger, open_ledger
+from service.ledger import Ledger, budget, open_ledger
 from service.ops.drain import arbiter_pid, raise_marker, worker_is_draining
 from service.ops.metrics import metrics
 from service.runs.claim_and_launch import ClaimAndLaunch
+from service.runs.handoff import instance_dir
 from service.web.api import blueprint
 from service.web.auth import TokenVerifier
 
@@ -50,6 +51,8 @@ class BatchTrigger:
         self.settings = settings or self._settings or Settings.from_env()
         self.registry = load_jobs(self.settings.batch_modules, self.settings.timezone)
         self.ledger = open_ledger(self.settings.ledger_url)
+        here = instance_dir(self.settings.run_dir, self.settings.instance_id)
+        self.ledger.share_connections(budget.for_instance(here, self.settings.connection_permits))
         try:
             self.ledger.ensure_schema()
         except LedgerUnavailable as exc:
@@ -67,6 +70,8 @@ class BatchTrigger:
             self.ledger, self.registry, self.settings.instance_id, self.settings.run_dir
         )
         app.extensions["batch_trigger"] = self
+        # Another process of the instance waits for a connection: let ours go after the request.
+        app.teardown_request(lambda _exc: budget.let_go_where_wanted())
         app.register_blueprint(blueprint, url_prefix=self.url_prefix or None)
 
     @property

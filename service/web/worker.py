@@ -27,6 +27,7 @@ from typing import Any
 from gunicorn.workers.sync import SyncWorker  # type: ignore[import-untyped]
 
 from service.errors import ConfigError
+from service.ledger.budget import let_go_where_wanted
 
 READ_ENV = "REQUEST_READ_SECONDS"
 DEFAULT_READ_SECONDS = 10.0
@@ -141,6 +142,8 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
             while self.alive and self.is_parent_alive():
                 self.notify()
                 self._poll()
+                # Idle or between requests: the ledger connection goes to whoever waits for one.
+                let_go_where_wanted()
         finally:
             for pending in list(self._pending.values()):
                 self._drop(pending)
