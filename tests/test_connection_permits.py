@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 
 from service.config import Settings
 from service.errors import ConfigError, LedgerUnavailable
-from service.ledger.budget import PERMITS_ENV, ConnectionBudget, for_instance
+from service.ledger.budget import PERMITS_ENV, SLOW_WAIT_SECONDS, ConnectionBudget, for_instance
 from tests.support.polling import poll
 
 HOLD = """
@@ -85,6 +86,17 @@ def test_a_waiting_process_is_seen_by_the_holders_until_it_has_its_permit(
     permit.release()  # what a web worker does when it sees one
     wait_held(waiter)
     assert not budget.wanted()
+
+
+def test_a_long_wait_for_a_permit_is_logged(
+    tmp_path: Path, holders: list[subprocess.Popen[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    holder = hold(holders, tmp_path, 1)
+    wait_held(holder)
+    threading.Timer(SLOW_WAIT_SECONDS + 0.5, holder.kill).start()  # its permit goes back with it
+    with caplog.at_level("WARNING", logger="batch_trigger.ledger"):
+        ConnectionBudget(tmp_path, 1, wait=30).acquire().release()
+    assert "for a ledger connection permit (LEDGER_CONNECTION_PERMITS)" in caplog.text
 
 
 def test_a_forked_child_does_not_keep_its_parents_permit(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import time
 import weakref
@@ -34,6 +35,9 @@ PERMITS_ENV = "LEDGER_CONNECTION_PERMITS"
 #: How long a process waits for a permit before it reports the ledger unavailable.
 WAIT_SECONDS = 10.0
 _POLL_SECONDS = 0.01
+#: A wait this long is logged: the instance's connections are too few for what it serves.
+SLOW_WAIT_SECONDS = 1.0
+log = logging.getLogger("batch_trigger.ledger")
 
 # Permit descriptors open in this process: a forked child closes its copies at once, so a permit
 # goes back when its holder lets go, not when the last child that inherited it exits.
@@ -98,6 +102,11 @@ class ConnectionBudget:
                 for n in range(self.permits):
                     permit = self._try(f"permit-{(first + n) % self.permits}")
                     if permit is not None:
+                        waited = time.monotonic() - (deadline - self.wait)
+                        if waited >= SLOW_WAIT_SECONDS:
+                            log.warning(
+                                "waited %.1f s for a ledger connection permit (%s)", waited, PERMITS_ENV
+                            )
                         return permit
                 if waiting is None:
                     waiting = self._open("wanted")
