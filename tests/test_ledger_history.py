@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from service.ledger import Ledger, Status
+import pytest
+
+from service.ledger import Ledger, Status, sqlite
+from tests.support import bulk
 from tests.support.ledgers import HOUR, LEASE, T0, ask, at_once, finished
 
 
@@ -40,6 +43,50 @@ def test_it_prunes_finished_runs_older_than_the_cutoff_and_keeps_active_ones(led
     assert ledger.prune(before=T0 + timedelta(days=1)) == 1
     assert ledger.get(old.id) is None and ledger.get(active.run.id) is not None
     assert ledger.prune(before=T0 + timedelta(days=1)) == 0
+
+
+def test_it_prunes_in_batches_everything_past_the_cutoff_and_nothing_else(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite deletes in batches (a window of the oldest runs, then a few runs per transaction);
+    # PostgreSQL in one statement per table. Both must delete the same runs, logs and records.
+    monkeypatch.setattr(sqlite, "PRUNE_WINDOW", 20)
+    monkeypatch.setattr(sqlite, "PRUNE_BATCH", 7)
+    cutoff = T0 + timedelta(days=1)
+    old = [finished(ledger, T0 - n * HOUR) for n in range(23)]  # a window of 3 batches, then one more
+    old += [finished(ledger, T0 - n * HOUR, Status.FAILED) for n in range(23, 26)]
+    old += [ledger.claim(ask(T0 - n * HOUR, job="monthly"), T0).run for n in range(3)]
+    for run in old[-3:]:
+        ledger.start(run.id, "i-1", T0, LEASE)
+        ledger.finish(run.id, Status.SUCCEEDED, T0 + HOUR)
+    active = ledger.claim(ask(T0 + HOUR, overlap="allow"), T0).run
+    ledger.start(active.id, "i-1", T0, LEASE)
+    newer = ledger.claim(ask(T0 + 2 * HOUR, overlap="allow"), T0).run
+    ledger.start(newer.id, "i-1", T0, LEASE)
+    ledger.finish(newer.id, Status.FAILED, cutoff + HOUR)
+    for run in (*old, active, newer):
+        ledger.append_log(run.id, 0, b"output\n")
+    for n in range(21):
+        ledger.mark_missed("monthly", T0 - n * HOUR, T0)
+    ledger.mark_missed("monthly", cutoff, cutoff + HOUR)
+
+    with bulk.recorded(ledger) as statements:
+        assert ledger.prune(before=cutoff) == 29
+
+    assert all(ledger.get(run.id) is None and ledger.read_log(run.id).text == b"" for run in old)
+    for kept in (active, newer):
+        assert ledger.get(kept.id) is not None and ledger.read_log(kept.id).text == b"output\n"
+    assert ledger.mark_missed("monthly", T0 - 20 * HOUR, T0) is True  # its record went
+    assert ledger.mark_missed("monthly", cutoff, cutoff + HOUR) is False  # the newer one stayed
+    assert ledger.prune(before=cutoff) == 0
+    if isinstance(ledger, sqlite.SqliteLedger):
+        # 29 runs: a window of 20 (batches of 7, 7, 6), then one of 9 (7, 2); each batch's logs,
+        # then its runs. Watchdog records: 7, 7, 7, then none left.
+        deletes = [(text.split()[2], args) for text, args in statements if text.startswith("DELETE")]
+        assert [table for table, _ in deletes] == ["run_logs", "runs"] * 5 + ["missed_slots"] * 4
+        sizes = [len(args) for table, args in deletes if table == "runs"]
+        assert sizes == [7, 7, 6, 7, 2]
+        assert len(statements) == 2 + len(deletes)  # and the two windows' reads
 
 
 def test_it_remembers_when_it_began_watching_a_job_and_where_it_last_checked(ledger: Ledger) -> None:

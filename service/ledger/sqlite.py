@@ -11,7 +11,7 @@ from typing import Any
 
 from service.errors import LedgerUnavailable
 from service.ledger.base import Ledger
-from service.ledger.sql import INDEXES_3
+from service.ledger.sql import _ACTIVE_SQL, INDEXES_3
 
 SCHEMA_VERSION = 3
 # The schema as of version 2, run on a store below version 2; every statement is idempotent, so it
@@ -80,6 +80,11 @@ CREATE TABLE IF NOT EXISTS run_logs (
 CREATE TABLE IF NOT EXISTS ready_probes (instance TEXT PRIMARY KEY, probed_at TEXT NOT NULL);
 """,
 }
+# Prune: the runs (and watchdog records) one write transaction deletes, and the oldest runs past
+# the cutoff read at a time to be deleted in such batches. At most 999 per batch: SQLite before
+# 3.32 binds no more parameters to one statement.
+PRUNE_BATCH = 500
+PRUNE_WINDOW = 10_000
 # Fixed width, so that text order is time order in SQL comparisons.
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -122,6 +127,47 @@ class SqliteLedger(Ledger):
         with self._transaction(self._connection()):
             yield
 
+    def _delete_finished_before(self, before: datetime) -> int:
+        # SQLite deletes a row's every index entry at once, under the database's one write lock,
+        # which every claim on the host waits for. In batches of PRUNE_BATCH runs, one transaction
+        # each (the runs and their logs), a claim waits behind one batch: 5-7 ms at 1 M runs, where
+        # a backlog of 20,000 runs held the lock for 0.2-0.35 s in one statement (BENCHMARKS.md,
+        # table 6). A window of the oldest runs past the cutoff is read through runs_finished
+        # (bounded by its answer) and deleted a few jobs at a time: a batch's entries in the
+        # job-leading indexes then sit on adjacent leaf pages, not one on each job's (a day of
+        # 200 jobs at 1 M runs: 861 pages written, against 1,423 in batches taken in time order).
+        cutoff = self._encode_time(before)
+        pruned = 0
+        while True:
+            found = self._query(
+                f"SELECT id, job FROM runs WHERE finished_at < ? AND status NOT IN {_ACTIVE_SQL}"
+                " ORDER BY finished_at LIMIT ?",
+                (cutoff, PRUNE_WINDOW),
+            )
+            ids = [run_id for _, run_id in sorted((job, run_id) for run_id, job in found)]
+            for start in range(0, len(ids), PRUNE_BATCH):
+                batch = ids[start : start + PRUNE_BATCH]
+                marks = ", ".join("?" for _ in batch)
+                with self._transaction(self._connection()):
+                    self._query(f"DELETE FROM run_logs WHERE run_id IN ({marks})", batch)
+                    deleted = self._query(
+                        f"DELETE FROM runs WHERE id IN ({marks}) AND status NOT IN {_ACTIVE_SQL}"
+                        " RETURNING id",
+                        batch,
+                    )
+                pruned += len(deleted)
+            if len(found) < PRUNE_WINDOW:
+                break
+        while True:
+            alerted = self._query(
+                "DELETE FROM missed_slots WHERE (job, slot) IN (SELECT job, slot FROM missed_slots"
+                " WHERE alerted_at < ? ORDER BY alerted_at LIMIT ?) RETURNING job",
+                (cutoff, PRUNE_BATCH),
+            )
+            if len(alerted) < PRUNE_BATCH:
+                break
+        return pruned
+
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._errors():
             return self._connection().execute(sql, tuple(args)).fetchall()
@@ -143,6 +189,14 @@ class SqliteLedger(Ledger):
                 # loss may lose the newest commits (https://www.sqlite.org/pragma.html#pragma_synchronous).
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA busy_timeout=30000")
+                # An 8 MiB page cache (2,048 pages), not SQLite's 2 MiB: a prune batch of 500 runs of
+                # as many jobs dirties up to ~2,000 pages (each run's entry on its own leaf of each
+                # job-leading index), and a transaction that outgrows its cache spills mid-way. At
+                # 1 M runs a day's prune in one statement took 1.4-1.7x longer with the default, and
+                # 16-64 MiB gained nothing more (BENCHMARKS.md, table 6). The cache fills only as
+                # its connection reads: at most 8 MiB x (WEB_CONCURRENCY + 2) per instance (each web
+                # worker, the launcher and the keeper hold one connection).
+                conn.execute("PRAGMA cache_size=-8192")
             state.conn = conn
         return conn
 
