@@ -38,7 +38,8 @@ COLUMNS = (
 _TIMES = frozenset({"slot", "created_at", "started_at", "heartbeat_at", "finished_at", "lease_until"})
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM runs"
 _RETURNING = f" RETURNING {', '.join(COLUMNS)}"
-_ACTIVE_SQL = "('accepted', 'running')"
+#: The active statuses as an SQL list: what no prune or sweep may delete.
+ACTIVE_SQL = "('accepted', 'running')"
 # Schema version 3's indexes, the same on every backend: each list, sweep and prune below is an
 # index search bounded by its answer (tests/test_ledger_plans.py asserts the plans). Indexes that
 # a wider one now covers go.
@@ -189,7 +190,7 @@ class SqlStatements(ABC):
 
     def _active_run_of_other_slot(self, job: str, slot: datetime, target: str) -> Run | None:
         rows = self._query(
-            f"{_SELECT} WHERE job = ? AND target = ? AND status IN {_ACTIVE_SQL} AND slot <> ? LIMIT 1",
+            f"{_SELECT} WHERE job = ? AND target = ? AND status IN {ACTIVE_SQL} AND slot <> ? LIMIT 1",
             (job, target, self._encode_time(slot)),
         )
         # A row that cannot be read back blocks nothing: the keeper abandons it (and alerts) instead.
@@ -251,7 +252,7 @@ class SqlStatements(ABC):
         # Active runs have no finished_at: the (instance, finished_at) index then finds them
         # among the instance's few unfinished runs, not its whole history (every heartbeat).
         rows = self._query(
-            f"{_SELECT} WHERE status IN {_ACTIVE_SQL} AND instance = ? AND finished_at IS NULL", (instance,)
+            f"{_SELECT} WHERE status IN {ACTIVE_SQL} AND instance = ? AND finished_at IS NULL", (instance,)
         )
         return self._decoded(rows)
 
@@ -317,12 +318,12 @@ class SqlStatements(ABC):
         # A run's log goes with the run.
         self._query(
             "DELETE FROM run_logs WHERE run_id IN"
-            f" (SELECT id FROM runs WHERE finished_at < ? AND status NOT IN {_ACTIVE_SQL})",
+            f" (SELECT id FROM runs WHERE finished_at < ? AND status NOT IN {ACTIVE_SQL})",
             (cutoff,),
         )
         self._query("DELETE FROM missed_slots WHERE alerted_at < ?", (cutoff,))
         rows = self._query(
-            f"DELETE FROM runs WHERE finished_at < ? AND status NOT IN {_ACTIVE_SQL} RETURNING id", (cutoff,)
+            f"DELETE FROM runs WHERE finished_at < ? AND status NOT IN {ACTIVE_SQL} RETURNING id", (cutoff,)
         )
         return len(rows)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from service.errors import LedgerUnavailable
 from service.ledger.base import Ledger
-from service.ledger.sql import _ACTIVE_SQL, INDEXES_3
+from service.ledger.sql import ACTIVE_SQL, INDEXES_3
 
 SCHEMA_VERSION = 3
 # The schema as of version 2, run on a store below version 2; every statement is idempotent, so it
@@ -140,7 +140,7 @@ class SqliteLedger(Ledger):
         pruned = 0
         while True:
             found = self._query(
-                f"SELECT id, job FROM runs WHERE finished_at < ? AND status NOT IN {_ACTIVE_SQL}"
+                f"SELECT id, job FROM runs WHERE finished_at < ? AND status NOT IN {ACTIVE_SQL}"
                 " ORDER BY finished_at LIMIT ?",
                 (cutoff, PRUNE_WINDOW),
             )
@@ -151,7 +151,7 @@ class SqliteLedger(Ledger):
                 with self._transaction(self._connection()):
                     self._query(f"DELETE FROM run_logs WHERE run_id IN ({marks})", batch)
                     deleted = self._query(
-                        f"DELETE FROM runs WHERE id IN ({marks}) AND status NOT IN {_ACTIVE_SQL}"
+                        f"DELETE FROM runs WHERE id IN ({marks}) AND status NOT IN {ACTIVE_SQL}"
                         " RETURNING id",
                         batch,
                     )
