@@ -3,7 +3,10 @@ in it) opens as version 3 at start, its data intact and its queries on the new i
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from datetime import timedelta
+from pathlib import Path
 
 from service.ledger import Status, open_ledger
 from service.ledger.base import Ledger
@@ -75,3 +78,19 @@ def test_it_migrates_a_version_2_ledger_with_history_to_version_3(ledger_url: st
     assert ledger.watch_from(["job-001"], T0 + HOUR) == {"job-001": T0}
     assert ledger.prune(T0 + timedelta(days=1)) == 2_000
     assert ledger._query("SELECT count(*) FROM missed_slots") == [(0,)]
+
+
+def test_processes_starting_at_once_on_a_sqlite_file_not_yet_in_wal_all_start(tmp_path: Path) -> None:
+    """Switching to WAL needs the file to itself, and SQLite refuses a racing switch at once
+    ("database is locked", no busy timeout): each start must wait its turn, not fail. Before the
+    fix about one round in seven failed; forty rounds catch it."""
+    for round_ in range(40):
+        path = tmp_path / f"round-{round_}.db"
+        with closing(sqlite3.connect(path)) as conn:  # a file written before WAL, as by an older release
+            conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+            conn.commit()
+        url = f"sqlite:///{path}"
+        at_once(6, lambda _, url=url: open_ledger(url).ensure_schema())  # type: ignore[misc]
+        with closing(sqlite3.connect(path)) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -104,7 +106,7 @@ class SqliteLedger(Ledger):
             raise LedgerUnavailable(f"SQLite ledger directory unusable: {exc}") from exc
         conn = self._connection()
         with self._errors():
-            conn.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(conn)
             # BEGIN IMMEDIATE holds the write lock: processes starting at once migrate in turn.
             with self._transaction(conn):
                 conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
@@ -219,6 +221,27 @@ class SqliteLedger(Ledger):
             yield
         except sqlite3.Error as exc:
             raise LedgerUnavailable(f"SQLite ledger unavailable: {exc}") from exc
+
+
+def _switch_to_wal(conn: sqlite3.Connection, patience: float = 30.0) -> None:
+    """Put the file in WAL mode (it stays so); processes starting at once on a file not yet in it
+    take turns.
+
+    The switch needs the file to itself, and SQLite answers "database is locked" at once, without
+    its busy timeout, to a process that read the file while another one was switching it: the
+    switch is tried again, for up to `patience` seconds.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
+            if str(mode).lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(random.uniform(0.01, 0.05))  # noqa: S311 - jitter, not secrecy
 
 
 def _statements(script: str) -> list[str]:
