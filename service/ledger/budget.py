@@ -8,9 +8,9 @@ connection is opened only holding one, and the permit goes back when it closes.
 A permit is an exclusive `flock` on one of the instance's permit files under RUN_DIR. The kernel
 drops it when its process dies, so a crashed worker never keeps one. A process that finds every
 permit taken says so (a shared lock on the `wanted` file) while it waits: web workers keep their
-connection between requests, but let it go after their request (or at once, when idle) as soon
-as someone waits, so the keeper's sweep gets a connection within a request's time without a
-worker's becoming the budget's (WEB_CONCURRENCY + 2)-th.
+connection between requests, but let it go after their request (or within a second, when idle)
+as soon as someone waits, so the keeper's sweep gets a connection within a request's time
+without its becoming the instance's (WEB_CONCURRENCY + 2)-th.
 
 The shipped gunicorn configuration turns the budget on (LEDGER_CONNECTION_PERMITS, from
 WEB_CONCURRENCY); without it, each process connects as it needs (README, Running a fleet).
