@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import selectors
 import socket
 import threading
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from service.cli import client
+from service.web.worker import MAX_PENDING, SLOW_AFTER
 from tests.support.live import LiveService
 
 
@@ -93,3 +95,70 @@ def test_it_answers_408_with_the_json_error_to_a_client_too_slow_to_send_its_req
     assert head.startswith(b"HTTP/1.1 408")
     assert b'"error": "request_timeout"' in body
     trickle.close()
+
+
+def _answer(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    data = b""
+    while chunk := sock.recv(4096):
+        data += chunk
+    return data
+
+
+def _answers(socks: list[socket.socket], timeout: float) -> list[bytes]:
+    """Every connection's answer, read as they come, each closed once answered (gunicorn lingers
+    after an answer until its client closes, up to 2 s: a client reading in turn would stall it)."""
+    answers = {sock.fileno(): b"" for sock in socks}
+    with selectors.DefaultSelector() as selector:
+        for sock in socks:
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while selector.get_map() and time.monotonic() < deadline:
+            for key, _ in selector.select(1.0):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                try:
+                    chunk = sock.recv(4096)
+                except OSError:
+                    chunk = b""
+                if chunk:
+                    answers[key.fd] += chunk
+                else:
+                    selector.unregister(sock)
+                    sock.close()
+    return list(answers.values())
+
+
+def test_a_burst_past_what_a_worker_buffers_is_served_not_refused(tmp_path: Path) -> None:
+    """More connections at once than one worker buffers (MAX_PENDING), each then sending a whole
+    request: the ones past it wait in the kernel's backlog and are served, none is answered 408
+    (a worker that took the whole backlog used to refuse the oldest, as it would a slow client)."""
+    with LiveService(tmp_path, workers=1) as live:
+        socks = [
+            socket.create_connection(("127.0.0.1", live.port), timeout=30) for _ in range(MAX_PENDING + 100)
+        ]
+        try:
+            for sock in socks:  # every connection open (and accepted, or queued) before any request
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            statuses = [answer[9:12] for answer in _answers(socks, timeout=120)]
+        finally:
+            for sock in socks:
+                sock.close()
+    assert set(statuses) == {b"200"}, sorted(set(statuses))
+
+
+def test_slow_clients_filling_a_worker_make_room_for_a_new_one(tmp_path: Path) -> None:
+    """A worker full of clients that have sent nothing for SLOW_AFTER seconds answers the oldest
+    408 to take a new connection: slow clients cannot lock a worker out until they time out."""
+    with LiveService(tmp_path, workers=1, REQUEST_READ_SECONDS="60") as live:
+        idle = [socket.create_connection(("127.0.0.1", live.port), timeout=30) for _ in range(MAX_PENDING)]
+        try:
+            time.sleep(SLOW_AFTER + 0.5)  # let them age past SLOW_AFTER (a precondition, not a measurement)
+            answer = client.request("GET", f"{live.url}/healthz", timeout=20)
+            assert answer.status == 200
+            idle[0].settimeout(10)
+            assert _answer(idle[0]).startswith(b"HTTP/1.1 408")  # the oldest made room
+        finally:
+            for sock in idle:
+                sock.close()

@@ -35,8 +35,13 @@ DEFAULT_READ_SECONDS = 10.0
 MAX_BUFFERED_HEAD = 64 * 1024
 #: A body larger than this is not waited for: the app refuses it (413) from its Content-Length.
 MAX_BUFFERED_BODY = 1024 * 1024
-#: Connections one worker buffers at once; past it, the oldest is answered 408 (fds are finite).
+#: Connections one worker buffers at once (fds are finite). Past it, the oldest is answered 408
+#: if it has been sending for SLOW_AFTER seconds; while every one is newer, new connections wait
+#: in the kernel's backlog (a burst of whole requests is served, never refused).
 MAX_PENDING = 256
+SLOW_AFTER = 1.0
+#: Connections one worker accepts per wake-up (the listener stays readable while more wait).
+ACCEPT_BATCH = 16
 _TIMEOUT_BODY = b'{"error": "request_timeout", "message": "the request did not arrive in time"}'
 _TIMEOUT_ANSWER = (
     b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
@@ -136,7 +141,8 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
         self._selector = selectors.DefaultSelector()
         for listener in self.sockets:
             listener.setblocking(False)
-            self._selector.register(listener, selectors.EVENT_READ, listener)
+        self._listening = False
+        self._listen(True)
         self._selector.register(self.PIPE[0], selectors.EVENT_READ, None)
         try:
             while self.alive and self.is_parent_alive():
@@ -151,14 +157,19 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
 
     def _poll(self) -> None:
         now = time.monotonic()
+        self._listen(self._room(now))
         wait = min([1.0, *(p.deadline - now for p in self._pending.values())])
+        listeners = []
         for key, _ in self._selector.select(max(0.0, wait)):
             if key.data is None:
                 _drain_pipe(self.PIPE[0])
             elif isinstance(key.data, _Pending):
                 self._receive(key.data)
             else:
-                self._accept(key.data)
+                listeners.append(key.data)
+        # New connections after what the buffered ones sent: `_room` then judges them up to date.
+        for listener in listeners:
+            self._accept(listener)
         for pending in [p for p in self._pending.values() if p.whole()]:
             self._serve(pending)
             if not self.alive:
@@ -168,7 +179,15 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
             self._refuse(pending)
 
     def _accept(self, listener: socket.socket) -> None:
-        while True:  # every connection waiting in the backlog, not just one
+        # A few at a time, not the whole backlog: the rest wait in the kernel's queue, where the
+        # instance's other workers (woken too) take their share. A worker that took all of a
+        # 1,000-delivery storm went past MAX_PENDING and answered the oldest 408 while its
+        # siblings idled.
+        for _ in range(ACCEPT_BATCH):
+            if len(self._pending) >= MAX_PENDING:
+                if not self._room(time.monotonic()):
+                    return  # every buffered client is new: the rest wait in the kernel's backlog
+                self._refuse(min(self._pending.values(), key=lambda p: p.deadline))
             try:
                 sock, addr = listener.accept()
             except OSError as exc:
@@ -176,11 +195,28 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
                     return
                 raise
             sock.setblocking(False)
-            if len(self._pending) >= MAX_PENDING:
-                self._refuse(min(self._pending.values(), key=lambda p: p.deadline))
             pending = _Pending(sock, addr, listener, time.monotonic() + self._read_seconds)
             self._pending[sock.fileno()] = pending
             self._selector.register(sock, selectors.EVENT_READ, pending)
+
+    def _room(self, now: float) -> bool:
+        """Whether to take more connections: fewer than MAX_PENDING are buffered, or the oldest has
+        been sending for SLOW_AFTER seconds (a slow client, which makes room for a new one)."""
+        if len(self._pending) < MAX_PENDING:
+            return True
+        oldest = min(p.deadline for p in self._pending.values())
+        return now - (oldest - self._read_seconds) >= SLOW_AFTER
+
+    def _listen(self, on: bool) -> None:
+        """Watch the listeners or not: while every buffered client is new, others stay queued."""
+        if on == self._listening:
+            return
+        for listener in self.sockets:
+            if on:
+                self._selector.register(listener, selectors.EVENT_READ, listener)
+            else:
+                self._selector.unregister(listener)
+        self._listening = on
 
     def _receive(self, pending: _Pending) -> None:
         try:
