@@ -34,8 +34,12 @@ class Answer(NamedTuple):
 
     @property
     def retryable(self) -> bool:
-        """Whether another attempt may get a different answer (no answer, 429, 5xx)."""
-        return self.status is None or self.status == 429 or self.status >= 500
+        """Whether another attempt may get a different answer (no answer, 408, 429, 5xx).
+
+        408: the server gave up waiting for the request (a stalled network, an instance full of
+        slow clients) and never read it whole; RFC 9110 lets the client send it again.
+        """
+        return self.status is None or self.status in (408, 429) or self.status >= 500
 
 
 class Delivery(NamedTuple):

@@ -83,6 +83,15 @@ def test_it_retries_a_dropped_connection_and_a_429(monkeypatch: pytest.MonkeyPat
         assert handler(DAILY, Context())["attempts"] == 3
 
 
+def test_it_sends_again_a_request_the_server_timed_out_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """408: the instance never read the request whole (RFC 9110: the client may repeat it)."""
+    with FaultProxy() as proxy:
+        timed_out = error("request_timeout", "the request did not arrive in time")
+        proxy.plan(answer(408, timed_out), answer(202, run()))
+        configure(monkeypatch, APP_URL=proxy.url)
+        assert handler(DAILY, Context())["attempts"] == 2
+
+
 def test_it_waits_as_long_as_retry_after_says(monkeypatch: pytest.MonkeyPatch) -> None:
     with FaultProxy() as proxy:
         proxy.plan(answer(503, error("ledger_unavailable", "try later"), Retry_After="1"), answer(202, run()))
