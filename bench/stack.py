@@ -153,8 +153,12 @@ class Stack:
             found.append(Stamp(event, job, slot, float(at), int(pid), " ".join(extra)))
         return found
 
-    def settle(self, url: str, job: str, timeout: float = 120.0) -> None:
-        """Wait until no run of `job` is accepted or running (batches of a load run finished)."""
+    def settle(self, url: str, job: str, timeout: float = 600.0) -> None:
+        """Wait until no run of `job` is accepted or running (batches of a load run finished).
+
+        A new-claims run on SQLite leaves ~3,000 batches, which take a loaded 2-core machine about
+        two minutes to start and finish: the wait is generous, and is not part of any figure.
+        """
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             busy = [
