@@ -35,9 +35,9 @@ def _version_2(url: str) -> Ledger:
 
         script = sqlite._SCHEMA
     else:
-        from service.ledger import postgres
+        from service.ledger import postgres_schema
 
-        script = postgres._MIGRATIONS[1] + postgres._MIGRATIONS[2]
+        script = postgres_schema.MIGRATIONS[1] + postgres_schema.MIGRATIONS[2]
         ledger._query("CREATE TABLE schema_version (version INTEGER NOT NULL)")
     for statement in filter(str.strip, script.split(";")):
         ledger._query(statement)

@@ -18,75 +18,9 @@ from service.errors import ConfigError, LedgerUnavailable
 from service.ledger.base import Ledger
 from service.ledger.budget import ConnectionBudget, Permit
 from service.ledger.budget import register as budget_register
+from service.ledger.postgres_schema import MIGRATIONS, SCHEMA_VERSION
 from service.ledger.records import Run
-from service.ledger.sql import COLUMNS, INDEXES_3
-
-SCHEMA_VERSION = 3
-# Migration N brings the schema from version N - 1 to N; each is idempotent, and all run inside
-# one transaction under the migration lock, so a half-applied migration is never visible.
-_MIGRATIONS = {
-    1: """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    job TEXT NOT NULL,
-    slot TIMESTAMPTZ NOT NULL,
-    attempt INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    trigger TEXT NOT NULL,
-    created_at TIMESTAMPTZ NOT NULL,
-    event_id TEXT,
-    instance TEXT,
-    started_at TIMESTAMPTZ,
-    heartbeat_at TIMESTAMPTZ,
-    finished_at TIMESTAMPTZ,
-    lease_until TIMESTAMPTZ,
-    error TEXT,
-    params JSONB NOT NULL DEFAULT '{}',
-    target TEXT NOT NULL DEFAULT '',
-    UNIQUE (job, slot, target, attempt)
-);
-CREATE INDEX IF NOT EXISTS runs_job_status ON runs (job, status);
-CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
-CREATE INDEX IF NOT EXISTS runs_status_lease ON runs (status, lease_until);
-CREATE TABLE IF NOT EXISTS used_tokens (jti TEXT PRIMARY KEY, expires_at TIMESTAMPTZ NOT NULL);
-CREATE INDEX IF NOT EXISTS used_tokens_expiry ON used_tokens (expires_at);
-""",
-    # 2: metrics, retention and the missed-run watchdog.
-    2: """
-CREATE INDEX IF NOT EXISTS runs_instance_finished ON runs (instance, finished_at);
-CREATE INDEX IF NOT EXISTS runs_finished ON runs (finished_at);
-CREATE INDEX IF NOT EXISTS runs_job_slot_status ON runs (job, slot, status);
-CREATE TABLE IF NOT EXISTS watched_jobs (job TEXT PRIMARY KEY, since TIMESTAMPTZ NOT NULL);
-CREATE TABLE IF NOT EXISTS missed_slots (
-    job TEXT NOT NULL,
-    slot TIMESTAMPTZ NOT NULL,
-    alerted_at TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (job, slot)
-);
-""",
-    # 3: indexes for reads, sweeps and prunes bounded by their answer (sql.INDEXES_3, BENCHMARKS.md);
-    # the watchdog remembers where it last looked.
-    3: INDEXES_3
-    + """
-ALTER TABLE watched_jobs ADD COLUMN IF NOT EXISTS checked_until TIMESTAMPTZ;
--- Jobs paused fleet-wide: who (the token's iss), why, since when, until when (NULL: until resumed).
-CREATE TABLE IF NOT EXISTS job_pauses (
-    job TEXT PRIMARY KEY,
-    paused_at TIMESTAMPTZ NOT NULL,
-    paused_by TEXT NOT NULL,
-    reason TEXT NOT NULL DEFAULT '',
-    until TIMESTAMPTZ
-);
-CREATE TABLE IF NOT EXISTS run_logs (
-    run_id TEXT NOT NULL,
-    pos BIGINT NOT NULL,
-    chunk BYTEA NOT NULL,
-    PRIMARY KEY (run_id, pos)
-);
--- /readyz proves the ledger takes a write by upserting its instance's row (throttled per worker).
-CREATE TABLE IF NOT EXISTS ready_probes (instance TEXT PRIMARY KEY, probed_at TIMESTAMPTZ NOT NULL);
-""",
-}
+from service.ledger.sql import COLUMNS
 
 # Advisory locks are one namespace per database; the first key keeps ours apart from other apps'.
 _LOCK_SPACE = 0x62745F6C  # "bt_l"
@@ -180,7 +114,7 @@ class PostgresLedger(Ledger):
             current = row[0] if row and row[0] is not None else 0
             # A newer schema written by a newer release is left alone: migrations only add.
             for version in range(current + 1, SCHEMA_VERSION + 1):
-                conn.execute(_MIGRATIONS[version])
+                conn.execute(MIGRATIONS[version])
             if current < SCHEMA_VERSION:
                 conn.execute("DELETE FROM schema_version")
                 conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
