@@ -93,8 +93,8 @@ class ConnectionBudget:
 
     def acquire(self) -> Permit:
         """A free permit, waiting up to `wait` seconds (and saying so); LedgerUnavailable after."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + self.wait
+        began = time.monotonic()
+        deadline = began + self.wait
         first = os.getpid() % self.permits  # processes try different files first
         waiting: int | None = None
         try:
@@ -102,7 +102,7 @@ class ConnectionBudget:
                 for n in range(self.permits):
                     permit = self._try(f"permit-{(first + n) % self.permits}")
                     if permit is not None:
-                        waited = time.monotonic() - (deadline - self.wait)
+                        waited = time.monotonic() - began
                         if waited >= SLOW_WAIT_SECONDS:
                             log.warning(
                                 "waited %.1f s for a ledger connection permit (%s)", waited, PERMITS_ENV
@@ -127,9 +127,7 @@ class ConnectionBudget:
         """True while another process of the instance waits for a permit."""
         try:
             if self._wanted_fd is None:
-                self.directory.mkdir(parents=True, exist_ok=True)
                 self._wanted_fd = self._open("wanted")
-                os.set_inheritable(self._wanted_fd, False)
             fcntl.flock(self._wanted_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return True
@@ -151,7 +149,12 @@ class ConnectionBudget:
         return Permit(fd)
 
     def _open(self, name: str) -> int:
-        return os.open(self.directory / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        path, flags = self.directory / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+        try:
+            return os.open(path, flags, 0o600)
+        except FileNotFoundError:  # the first use on this instance (or RUN_DIR was emptied)
+            self.directory.mkdir(parents=True, exist_ok=True)
+            return os.open(path, flags, 0o600)
 
 
 def for_instance(instance_dir: Path, permits: int) -> ConnectionBudget | None:

@@ -9,13 +9,15 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service.errors import CorruptRecord
-from service.ledger.budget import ConnectionBudget
 from service.ledger.clock import Moment, StoreTime
 from service.ledger.records import Run, Status
 from service.slots import utcnow
+
+if TYPE_CHECKING:
+    from service.ledger.budget import ConnectionBudget
 
 COLUMNS = (
     "id",

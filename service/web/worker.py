@@ -184,10 +184,8 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
         # 1,000-delivery storm went past MAX_PENDING and answered the oldest 408 while its
         # siblings idled.
         for _ in range(ACCEPT_BATCH):
-            if len(self._pending) >= MAX_PENDING:
-                if not self._room(time.monotonic()):
-                    return  # every buffered client is new: the rest wait in the kernel's backlog
-                self._refuse(min(self._pending.values(), key=lambda p: p.deadline))
+            if not self._room(time.monotonic()):
+                return  # every buffered client is new: the rest wait in the kernel's backlog
             try:
                 sock, addr = listener.accept()
             except OSError as exc:
@@ -195,6 +193,8 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
                     return
                 raise
             sock.setblocking(False)
+            if len(self._pending) >= MAX_PENDING:
+                self._refuse(self._oldest())  # a slow client makes room for the new one
             pending = _Pending(sock, addr, listener, time.monotonic() + self._read_seconds)
             self._pending[sock.fileno()] = pending
             self._selector.register(sock, selectors.EVENT_READ, pending)
@@ -204,8 +204,10 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
         been sending for SLOW_AFTER seconds (a slow client, which makes room for a new one)."""
         if len(self._pending) < MAX_PENDING:
             return True
-        oldest = min(p.deadline for p in self._pending.values())
-        return now - (oldest - self._read_seconds) >= SLOW_AFTER
+        return now - (self._oldest().deadline - self._read_seconds) >= SLOW_AFTER
+
+    def _oldest(self) -> _Pending:
+        return min(self._pending.values(), key=lambda p: p.deadline)
 
     def _listen(self, on: bool) -> None:
         """Watch the listeners or not: while every buffered client is new, others stay queued."""
