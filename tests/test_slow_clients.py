@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import selectors
 import socket
 import threading
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from service.cli import client
+from service.dev.devserver import ServiceProcess
 from service.web.worker import MAX_PENDING, SLOW_AFTER
 from tests.support.live import LiveService
 
@@ -106,8 +108,7 @@ def _answer(sock: socket.socket) -> bytes:
 
 
 def _answers(socks: list[socket.socket], timeout: float) -> list[bytes]:
-    """Every connection's answer, read as they come, each closed once answered (gunicorn lingers
-    after an answer until its client closes, up to 2 s: a client reading in turn would stall it)."""
+    """Every connection's answer, read as they come, each closed once answered."""
     answers = {sock.fileno(): b"" for sock in socks}
     with selectors.DefaultSelector() as selector:
         for sock in socks:
@@ -162,3 +163,72 @@ def test_slow_clients_filling_a_worker_make_room_for_a_new_one(tmp_path: Path) -
         finally:
             for sock in idle:
                 sock.close()
+
+
+def _server_socket_inode(server_port: int, client: socket.socket) -> str:
+    """The inode of the server's end of `client`'s connection (/proc/net/tcp), "0" once orphaned."""
+    client_port = client.getsockname()[1]
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = fields[1].split(":")[1], fields[2].split(":")[1]
+        if int(local, 16) == server_port and int(remote, 16) == client_port:
+            return fields[9]
+    return "0"
+
+
+def _held(live: ServiceProcess, inode: str) -> bool:
+    """Whether a process of the instance still holds the socket `inode` open."""
+    for pid in live.members():
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd) == f"socket:[{inode}]":
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def test_a_client_keeping_its_connection_open_after_its_answer_holds_no_worker(tmp_path: Path) -> None:
+    """After its answer a connection closes gracefully (RFC 9112 section 9.6: FIN first, then what
+    the client still sends is read until it closes). A client that never closes its side used to
+    hold the sync worker in that wait for LINGER_SECONDS per request; the worker's poll loop now
+    drains it beside the next requests, and closes it after LINGER_SECONDS."""
+    with LiveService(tmp_path, workers=1) as live:
+        keeper = socket.create_connection(("127.0.0.1", live.port), timeout=30)
+        try:
+            keeper.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert _answer(keeper).startswith(b"HTTP/1.1 200")  # read to the server's FIN; not closed
+            inode = _server_socket_inode(live.port, keeper)
+            assert inode != "0" and _held(live, inode)  # the worker lingers on it
+            # The only worker answers the next client while the first still lingers, open.
+            assert client.request("GET", f"{live.url}/healthz", timeout=20).status == 200
+            assert _held(live, inode), "the next client was answered only after the worker stopped lingering"
+            keeper.sendall(b"late bytes are read and dropped")
+            deadline = time.monotonic() + 20
+            while _held(live, inode):  # closed after LINGER_SECONDS, the client still silent
+                assert time.monotonic() < deadline, "the lingering connection was never closed"
+                time.sleep(0.1)
+        finally:
+            keeper.close()
+
+
+def test_lingering_connections_are_released_once_their_clients_close(tmp_path: Path) -> None:
+    """Connections the worker lingers on (one per answered client still open) leave no socket
+    behind once their clients close: each is read to its end in the poll loop, then closed."""
+    with LiveService(tmp_path, workers=1) as live:
+        socks = [socket.create_connection(("127.0.0.1", live.port), timeout=30) for _ in range(20)]
+        inodes = []
+        for sock in socks:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert _answer(sock).startswith(b"HTTP/1.1 200")
+            inodes.append(_server_socket_inode(live.port, sock))
+        for sock in socks:
+            sock.close()
+        deadline = time.monotonic() + 20
+        while any(_held(live, inode) for inode in inodes if inode != "0"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)

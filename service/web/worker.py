@@ -8,6 +8,12 @@ body its Content-Length announces) is handed to the sync worker's own handling. 
 has not sent its request within REQUEST_READ_SECONDS is answered `408` and closed. gunicorn's own
 refusals of requests it cannot parse (400, 414, 431) are answered in the contract's JSON too.
 
+After its answer, a connection is closed as RFC 9112 section 9.6 asks (the write side first, then
+what the client still sends is read until it closes), as gunicorn does; but where gunicorn's
+sync worker waits up to 2 s for that client to close, here the poll loop drains and closes it
+beside the next requests. A client that reads its answer and keeps the connection open costs a
+socket for LINGER_SECONDS, not a worker.
+
 Requests are still served one at a time, in the worker's only thread, as the sync worker does:
 a thread per slow client (gthread) would only raise the number of clients it takes to starve a
 worker, while a buffered client costs a socket and its bytes.
@@ -16,25 +22,20 @@ worker, while a buffered client costs a socket and its bytes.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import selectors
 import socket
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from gunicorn.workers.sync import SyncWorker  # type: ignore[import-untyped]
 
 from service.errors import ConfigError
 from service.ledger.budget import let_go_where_wanted
+from service.web.connections import JsonErrorPage, Lingering, Pending, Prefetched, count_unparsed, receive
 
 READ_ENV = "REQUEST_READ_SECONDS"
 DEFAULT_READ_SECONDS = 10.0
-#: A head larger than this is handed over unfinished: gunicorn's own limits then refuse it.
-MAX_BUFFERED_HEAD = 64 * 1024
-#: A body larger than this is not waited for: the app refuses it (413) from its Content-Length.
-MAX_BUFFERED_BODY = 1024 * 1024
 #: Connections one worker buffers at once (fds are finite). Past it, the oldest is answered 408
 #: if it has been sending for SLOW_AFTER seconds; while every one is newer, new connections wait
 #: in the kernel's backlog (a burst of whole requests is served, never refused).
@@ -42,6 +43,12 @@ MAX_PENDING = 256
 SLOW_AFTER = 1.0
 #: Connections one worker accepts per wake-up (the listener stays readable while more wait).
 ACCEPT_BATCH = 16
+#: After an answer, what the client still sends is read (and dropped) for this long, up to
+#: LINGER_BYTES, before the connection closes: gunicorn's own figures. Past MAX_LINGERING such
+#: connections, the oldest closes at once.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 64 * 1024
+MAX_LINGERING = 256
 _TIMEOUT_BODY = b'{"error": "request_timeout", "message": "the request did not arrive in time"}'
 _TIMEOUT_ANSWER = (
     b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
@@ -63,73 +70,12 @@ def read_seconds(environ: dict[str, str] | None = None) -> float:
     return value
 
 
-@dataclass
-class _Pending:
-    """A connection whose request is still arriving."""
-
-    sock: socket.socket
-    addr: Any
-    listener: socket.socket
-    deadline: float
-    data: bytearray = field(default_factory=bytearray)
-
-    def whole(self) -> bool:
-        """True once the head and the announced body are here (or waiting longer would not help)."""
-        end = self.data.find(b"\r\n\r\n")
-        if end < 0:
-            return len(self.data) > MAX_BUFFERED_HEAD
-        head = bytes(self.data[:end]).lower()
-        if b"\nexpect:" in head or b"\ntransfer-encoding:" in head:
-            # The client waits for "100 Continue" (sent once the request is served), or streams a
-            # chunked body of unknown length: serve it now, as the plain sync worker would.
-            return True
-        length = _content_length(head)
-        return length is None or length > MAX_BUFFERED_BODY or len(self.data) - end - 4 >= length
-
-
-class _Prefetched:
-    """The client socket, whose first reads return the bytes the worker already received."""
-
-    def __init__(self, sock: socket.socket, data: bytes) -> None:
-        self._sock, self._data = sock, data
-
-    def recv(self, size: int, *flags: int) -> bytes:
-        if self._data:
-            chunk, self._data = self._data[:size], self._data[size:]
-            return chunk
-        return self._sock.recv(size, *flags)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-
-class _JsonErrorPage:
-    """The client socket while gunicorn answers a request it could not parse: JSON, not HTML."""
-
-    def __init__(self, sock: Any) -> None:
-        self._sock = sock
-
-    def sendall(self, data: bytes, *flags: int) -> None:
-        status_line = data.split(b"\r\n", 1)[0].decode("latin-1")
-        _, status, reason = [*status_line.split(" ", 2), "", ""][:3]
-        if not status.isdigit() or b"Content-Type: text/html" not in data:
-            self._sock.sendall(data, *flags)
-            return
-        body = json.dumps({"error": reason.lower().replace(" ", "_"), "message": reason}).encode()
-        head = f"{status_line}\r\nConnection: close\r\nContent-Type: application/json\r\n"
-        self._sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body)
-        _count(status)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-
 class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships no type hints
     """A sync worker that serves only requests that arrived whole; slow clients cost it a buffer."""
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         """gunicorn's own answer to a request it cannot parse (400, 414, 431, ...), as contract JSON."""
-        super().handle_error(req, _JsonErrorPage(client), addr, exc)
+        super().handle_error(req, JsonErrorPage(client), addr, exc)
 
     def run(self) -> None:
         """Poll the listeners and the pending connections; serve each whole request in turn."""
@@ -137,7 +83,8 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
             super().run()
             return
         self._read_seconds = read_seconds()
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, Pending] = {}
+        self._lingering: dict[int, Lingering] = {}
         self._selector = selectors.DefaultSelector()
         for listener in self.sockets:
             listener.setblocking(False)
@@ -153,18 +100,24 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
         finally:
             for pending in list(self._pending.values()):
                 self._drop(pending)
+            for lingering in list(self._lingering.values()):
+                self._close(lingering)
             self._selector.close()
 
     def _poll(self) -> None:
         now = time.monotonic()
         self._listen(self._room(now))
-        wait = min([1.0, *(p.deadline - now for p in self._pending.values())])
+        deadlines = [p.deadline for p in self._pending.values()]
+        deadlines += [lingering.deadline for lingering in self._lingering.values()]
+        wait = min([1.0, *(deadline - now for deadline in deadlines)])
         listeners = []
         for key, _ in self._selector.select(max(0.0, wait)):
             if key.data is None:
                 _drain_pipe(self.PIPE[0])
-            elif isinstance(key.data, _Pending):
+            elif isinstance(key.data, Pending):
                 self._receive(key.data)
+            elif isinstance(key.data, Lingering):
+                self._drain(key.data)
             else:
                 listeners.append(key.data)
         # New connections after what the buffered ones sent: `_room` then judges them up to date.
@@ -177,6 +130,8 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
         now = time.monotonic()
         for pending in [p for p in self._pending.values() if p.deadline <= now]:
             self._refuse(pending)
+        for lingering in [c for c in self._lingering.values() if c.deadline <= now]:
+            self._close(lingering)
 
     def _accept(self, listener: socket.socket) -> None:
         # A few at a time, not the whole backlog: the rest wait in the kernel's queue, where the
@@ -195,7 +150,7 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
             sock.setblocking(False)
             if len(self._pending) >= MAX_PENDING:
                 self._refuse(self._oldest())  # a slow client makes room for the new one
-            pending = _Pending(sock, addr, listener, time.monotonic() + self._read_seconds)
+            pending = Pending(sock, addr, listener, time.monotonic() + self._read_seconds)
             self._pending[sock.fileno()] = pending
             self._selector.register(sock, selectors.EVENT_READ, pending)
 
@@ -206,7 +161,7 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
             return True
         return now - (self._oldest().deadline - self._read_seconds) >= SLOW_AFTER
 
-    def _oldest(self) -> _Pending:
+    def _oldest(self) -> Pending:
         return min(self._pending.values(), key=lambda p: p.deadline)
 
     def _listen(self, on: bool) -> None:
@@ -220,56 +175,66 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
                 self._selector.unregister(listener)
         self._listening = on
 
-    def _receive(self, pending: _Pending) -> None:
-        try:
-            data = pending.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
+    def _receive(self, pending: Pending) -> None:
+        data = receive(pending.sock)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:  # the client went away before its request was whole
             self._drop(pending)
             return
         pending.data += data
 
-    def _serve(self, pending: _Pending) -> None:
+    def _serve(self, pending: Pending) -> None:
         self._forget(pending)
         pending.sock.setblocking(True)
         # The sync worker's own request handling, reading the buffered bytes first; it closes
         # the connection when it is done.
-        self.handle(pending.listener, _Prefetched(pending.sock, bytes(pending.data)), pending.addr)
+        client = Prefetched(pending.sock, bytes(pending.data), self._linger)
+        self.handle(pending.listener, client, pending.addr)
 
-    def _refuse(self, pending: _Pending) -> None:
+    def _linger(self, sock: socket.socket) -> None:
+        """Read what the answered client still sends until it closes, in the poll loop."""
+        if sock.fileno() < 0 or sock.fileno() in self._lingering:
+            return
+        if len(self._lingering) >= MAX_LINGERING:
+            self._close(min(self._lingering.values(), key=lambda c: c.deadline))
+        lingering = Lingering(sock, time.monotonic() + LINGER_SECONDS)
+        try:
+            sock.setblocking(False)
+            self._selector.register(sock, selectors.EVENT_READ, lingering)
+        except (OSError, ValueError):
+            sock.close()
+            return
+        self._lingering[sock.fileno()] = lingering
+
+    def _drain(self, lingering: Lingering) -> None:
+        data = receive(lingering.sock)
+        if data is None:
+            return
+        lingering.drained += len(data)
+        if not data or lingering.drained >= LINGER_BYTES:
+            self._close(lingering)
+
+    def _close(self, lingering: Lingering) -> None:
+        if self._lingering.pop(lingering.sock.fileno(), None) is not None:
+            self._selector.unregister(lingering.sock)
+        lingering.sock.close()
+
+    def _refuse(self, pending: Pending) -> None:
         try:
             pending.sock.send(_TIMEOUT_ANSWER)
         except OSError:
             pass
         self._drop(pending)
-        _count("408")
+        count_unparsed("408")
 
-    def _drop(self, pending: _Pending) -> None:
+    def _drop(self, pending: Pending) -> None:
         self._forget(pending)
         pending.sock.close()
 
-    def _forget(self, pending: _Pending) -> None:
+    def _forget(self, pending: Pending) -> None:
         if self._pending.pop(pending.sock.fileno(), None) is not None:
             self._selector.unregister(pending.sock)
-
-
-def _count(status: str) -> None:
-    """Count an answer the app never saw (route "unparsed") in the answers metric."""
-    from service.ops.metrics import metrics
-
-    metrics().http_answers.labels("unparsed", status).inc()
-
-
-def _content_length(head: bytes) -> int | None:
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip() == b"content-length":
-            text = value.strip()
-            return int(text) if text.isdigit() and len(text) < 16 else MAX_BUFFERED_BODY + 1
-    return None
 
 
 def _drain_pipe(fd: int) -> None:
