@@ -8,6 +8,7 @@ import urllib.request
 
 import pytest
 
+from service.cli import client
 from tests.support.live import LiveService
 
 RAW = {
@@ -55,3 +56,37 @@ def _unparsed(service: LiveService, status: int) -> float:
             if f'code="{status}"' in line:
                 return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+def test_every_answer_forbids_sniffing_and_caching(service: LiveService) -> None:
+    """Every answer, the app's, its errors' and the worker's own refusals, says nosniff and no-store:
+    no browser reads a JSON error or a run's log as HTML, and no proxy or browser keeps runs, logs
+    or token refusals."""
+    reader = service.read_token()
+    answers = {
+        "health": client.request("GET", f"{service.url}/healthz"),
+        "runs, read": client.request("GET", f"{service.url}/v1/runs", token=reader),
+        "runs, no token": client.request("GET", f"{service.url}/v1/runs"),
+        "unknown path": client.request("GET", f"{service.url}/nowhere"),
+        "method not allowed": client.request("PUT", f"{service.url}/healthz"),
+        "options": client.request("OPTIONS", f"{service.url}/v1/runs"),
+    }
+    statuses = {name: answer.status for name, answer in answers.items()}
+    assert statuses == {
+        "health": 200,
+        "runs, read": 200,
+        "runs, no token": 401,
+        "unknown path": 404,
+        "method not allowed": 405,
+        "options": 200,
+    }
+    for name, answer in answers.items():
+        headers = {key.lower(): value for key, value in answer.headers.items()}
+        assert headers.get("x-content-type-options") == "nosniff", name
+        assert headers.get("cache-control") == "no-store", name
+    with socket.create_connection(("127.0.0.1", service.port), timeout=10) as sock:
+        sock.sendall(RAW["NUL in a header"][0])
+        head = b""
+        while chunk := sock.recv(65536):
+            head += chunk
+    assert b"\r\nX-Content-Type-Options: nosniff\r\n" in head and b"\r\nCache-Control: no-store\r\n" in head

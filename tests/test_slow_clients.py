@@ -95,6 +95,7 @@ def test_it_answers_408_with_the_json_error_to_a_client_too_slow_to_send_its_req
     assert not trickle.thread.is_alive(), "the server never closed the slow connection"
     head, _, body = trickle.answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408")
+    assert b"\r\nX-Content-Type-Options: nosniff\r\n" in head and b"\r\nCache-Control: no-store\r\n" in head
     assert b'"error": "request_timeout"' in body
     trickle.close()
 

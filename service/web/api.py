@@ -43,6 +43,14 @@ def _count_answer(response: Response) -> Response:
     # Flask runs this for answers made by the error handlers too, 500s included, so no answer
     # of the trigger route goes uncounted.
     _state().count_answer(request.endpoint, request.url_rule, response.status_code)
+    return protect(response)
+
+
+def protect(response: Response) -> Response:
+    """Headers every answer of the service carries: no content sniffing of its JSON or logs, and
+    no cache (a proxy's or a browser's) keeping runs, logs or token refusals."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Cache-Control", "no-store")
     return response
 
 

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+#: The headers the app adds to its every answer (service.web.api.protect), for the worker's own.
+PROTECTING = "X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n"
 #: A head larger than this is handed over unfinished: gunicorn's own limits then refuse it.
 MAX_BUFFERED_HEAD = 64 * 1024
 #: A body larger than this is not waited for: the app refuses it (413) from its Content-Length.
@@ -93,7 +95,7 @@ class JsonErrorPage:
             self._sock.sendall(data, *flags)
             return
         body = json.dumps({"error": reason.lower().replace(" ", "_"), "message": reason}).encode()
-        head = f"{status_line}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        head = f"{status_line}\r\nConnection: close\r\nContent-Type: application/json\r\n{PROTECTING}"
         self._sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body)
         count_unparsed(status)
 

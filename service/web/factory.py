@@ -7,7 +7,7 @@ from werkzeug.exceptions import HTTPException
 
 from service.config import Settings
 from service.logs import configure_logging
-from service.web.api import http_error_body
+from service.web.api import http_error_body, protect
 from service.web.extension import BatchTrigger
 
 
@@ -26,4 +26,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             extension.count_answer(None, None, error.code or 500)
         return http_error_body(error)
 
+    # The standalone service's own answers (unknown paths and methods, OPTIONS) carry the API's
+    # headers too; a host app's pages are left as the host makes them.
+    app.after_request(protect)
     return app

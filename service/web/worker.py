@@ -32,7 +32,15 @@ from gunicorn.workers.sync import SyncWorker  # type: ignore[import-untyped]
 
 from service.errors import ConfigError
 from service.ledger.budget import let_go_where_wanted
-from service.web.connections import JsonErrorPage, Lingering, Pending, Prefetched, count_unparsed, receive
+from service.web.connections import (
+    PROTECTING,
+    JsonErrorPage,
+    Lingering,
+    Pending,
+    Prefetched,
+    count_unparsed,
+    receive,
+)
 
 READ_ENV = "REQUEST_READ_SECONDS"
 DEFAULT_READ_SECONDS = 10.0
@@ -51,8 +59,9 @@ LINGER_BYTES = 64 * 1024
 MAX_LINGERING = 256
 _TIMEOUT_BODY = b'{"error": "request_timeout", "message": "the request did not arrive in time"}'
 _TIMEOUT_ANSWER = (
-    b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
-    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_TIMEOUT_BODY), _TIMEOUT_BODY)
+    b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n%s"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+    % (PROTECTING.encode(), len(_TIMEOUT_BODY), _TIMEOUT_BODY)
 )
 
 
