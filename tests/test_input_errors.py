@@ -181,7 +181,6 @@ def test_it_counts_every_answer_of_the_trigger_route(inprocess: InProcess) -> No
     assert inprocess.counted("batch_trigger_trigger_answers_total", code="401") == before + 2
 
 
-
 @pytest.mark.parametrize("offset", ["%C2%B2", "-1", "1e3", "9" * 16])
 def test_it_answers_400_malformed_to_a_bad_log_offset(inprocess: InProcess, offset: str) -> None:
     ledger = inprocess.app.extensions["batch_trigger"].ledger
@@ -190,3 +189,14 @@ def test_it_answers_400_malformed_to_a_bad_log_offset(inprocess: InProcess, offs
     run = ledger.claim(ask, utcnow()).run
     answer = inprocess.get(f"/v1/runs/{run.id}/log?offset={offset}", inprocess.read_token())
     assert error_of(answer) == (400, "malformed")
+
+
+def test_it_says_why_pyjwt_refused_a_token(inprocess: InProcess) -> None:
+    """A refusal pyjwt words itself (an unsupported `crit` header) says so in the answer, not
+    only the name of pyjwt's exception class; a long reason is cut short."""
+    token = jwt.encode(_trigger_claims(), inprocess.secret, algorithm="HS256", headers={"crit": ["x" * 500]})
+    answer = inprocess.post("/v1/jobs/count/runs", token)
+    assert error_of(answer) == (401, "token_invalid")
+    message = answer.get_json()["message"]
+    assert message.startswith("token rejected: Unsupported critical extension: xxx")
+    assert len(message) < 150

@@ -118,13 +118,13 @@ class TokenVerifier:
         except jwt.InvalidSignatureError:
             raise TokenInvalid("token signature does not verify") from None
         except jwt.InvalidTokenError as exc:
-            raise TokenInvalid(f"token rejected: {type(exc).__name__}") from None
+            raise TokenInvalid(f"token rejected: {_reason(exc)}") from None
         except jwt.InvalidKeyError:
             # The header's alg does not fit the kid's key type (an RS256 header on an EC key):
             # pyjwt raises this outside InvalidTokenError.
             raise TokenInvalid(f"key id does not hold a key for {algorithm}") from None
         except jwt.PyJWTError as exc:
-            raise TokenInvalid(f"token rejected: {type(exc).__name__}") from None
+            raise TokenInvalid(f"token rejected: {_reason(exc)}") from None
         except RecursionError:  # a signed payload nested past the JSON parser's depth
             raise TokenInvalid("token claims are nested too deeply") from None
 
@@ -302,3 +302,10 @@ def _sign(settings: Settings, claims: dict[str, Any]) -> str:
         raise ConfigError("minting needs an HMAC key and an HS* algorithm in TRIGGER_ALGORITHMS")
     headers = {"kid": kid} if kid != "default" else None
     return jwt.encode(claims, secret.reveal(), algorithm=algorithm, headers=headers)
+
+
+def _reason(exc: Exception) -> str:
+    """pyjwt's own words for a refusal ("Unsupported critical extension: x"), short: they may quote
+    the token's header, never a key."""
+    text = " ".join(str(exc).split())
+    return f"{text[:100]}..." if len(text) > 100 else text or type(exc).__name__
