@@ -24,6 +24,7 @@ from service.runs import localruns
 from service.schedules.overview import overview
 from service.slots import format_slot, parse_slot, utcnow
 from service.web.access import drains, reads
+from service.web.connections import PROTECTING_HEADERS
 from service.web.readiness import write_probe
 from service.web.state import TriggerState, current_state
 
@@ -49,8 +50,8 @@ def _count_answer(response: Response) -> Response:
 def protect(response: Response) -> Response:
     """Headers every answer of the service carries: no content sniffing of its JSON or logs, and
     no cache (a proxy's or a browser's) keeping runs, logs or token refusals."""
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Cache-Control", "no-store")
+    for name, value in PROTECTING_HEADERS.items():
+        response.headers.setdefault(name, value)
     return response
 
 

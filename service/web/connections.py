@@ -10,8 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-#: The headers the app adds to its every answer (service.web.api.protect), for the worker's own.
-PROTECTING = "X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n"
+#: Headers every answer of the service carries: the app's (service.web.api.protect) and the
+#: worker's own refusals (PROTECTING, as header lines).
+PROTECTING_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+PROTECTING = "".join(f"{name}: {value}\r\n" for name, value in PROTECTING_HEADERS.items())
 #: A head larger than this is handed over unfinished: gunicorn's own limits then refuse it.
 MAX_BUFFERED_HEAD = 64 * 1024
 #: A body larger than this is not waited for: the app refuses it (413) from its Content-Length.
