@@ -63,6 +63,12 @@ class RunNotFound(ServiceError):
     status, code = 404, "not_found"
 
 
+class RequestTimeout(ServiceError):
+    """The request's body did not arrive within the time a client has to send its request."""
+
+    status, code = 408, "request_timeout"
+
+
 class BodyTooLarge(ServiceError):
     status, code = 413, "too_large"
 

@@ -18,6 +18,12 @@ RAW = {
         b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(120)) + b"\r\n",
         431,
     ),
+    # Each field within gunicorn's limits, the head unended past 64 KiB: refused by the worker.
+    "head unended past 64 KiB": (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-%d: %s\r\n" % (n, b"a" * 7000) for n in range(10)),
+        431,
+    ),
     "Content-Length not a number": (
         b"POST /v1/jobs/count/runs HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n",
         400,

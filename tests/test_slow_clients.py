@@ -15,7 +15,7 @@ import pytest
 from service.cli import client
 from service.dev.devserver import ServiceProcess
 from service.web.worker import MAX_PENDING, SLOW_AFTER
-from tests.support.live import LiveService
+from tests.support.live import LiveService, healthz_answers
 
 
 class Trickle:
@@ -62,16 +62,6 @@ def instance(tmp_path: Path) -> Iterator[LiveService]:
         yield live
 
 
-def _healthz_answers(service: LiveService, deadline: float) -> bool:
-    while time.monotonic() < deadline:
-        try:
-            if client.request("GET", f"{service.url}/healthz", timeout=2).status == 200:
-                return True
-        except OSError:
-            continue
-    return False
-
-
 def test_it_answers_healthz_while_slow_clients_trickle_headers(instance: LiveService) -> None:
     trickles = [Trickle(instance.port) for _ in range(6)]  # three per worker
     try:
@@ -80,7 +70,7 @@ def test_it_answers_healthz_while_slow_clients_trickle_headers(instance: LiveSer
             assert time.monotonic() < deadline
             time.sleep(0.05)
         for _ in range(3):
-            assert _healthz_answers(instance, time.monotonic() + 10)
+            assert healthz_answers(instance, time.monotonic() + 10)
         assert instance.post("count", instance.mint("count")).status == 202  # a POST with a body too
     finally:
         for trickle in trickles:

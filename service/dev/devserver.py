@@ -11,6 +11,7 @@ import time
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Self
 
 GUNICORN_COMMAND = ("-m", "gunicorn", "-c", "python:service.gunicorn_conf", "service.wsgi:app")
 GUNICORN_APP = "service.wsgi:app"
@@ -43,7 +44,7 @@ class ServiceProcess:
         self.command = [sys.executable, *GUNICORN_COMMAND[:-1], app]
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 20.0) -> ServiceProcess:
+    def start(self, timeout: float = 20.0) -> Self:
         """Start gunicorn and wait until /healthz answers."""
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         # A session of its own: stopping the instance can reach every process it started.
@@ -87,7 +88,7 @@ class ServiceProcess:
         """Every live process of the instance: arbiter, workers, keeper, supervisors, batches."""
         return _session_members(self.process.pid) if self.process is not None else []
 
-    def __enter__(self) -> ServiceProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

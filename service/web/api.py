@@ -14,6 +14,7 @@ from service.errors import (
     JobMismatch,
     LedgerUnavailable,
     Malformed,
+    RequestTimeout,
     ServiceError,
     UntilPassed,
 )
@@ -305,7 +306,14 @@ def _read_json_body() -> dict[str, Any]:
     length = request.content_length
     if length is not None and length > MAX_BODY_BYTES:
         raise BodyTooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")
-    data = request.stream.read(MAX_BODY_BYTES + 1)
+    try:
+        data = request.stream.read(MAX_BODY_BYTES + 1)
+    except TimeoutError:
+        raise RequestTimeout("the request body did not arrive in time") from None
+    except Exception as exc:
+        # The server's parser refused the body's framing (a broken chunk, a client gone
+        # mid-body): the request's fault, whichever server parsed it.
+        raise Malformed(f"the request body could not be read ({type(exc).__name__})") from None
     if len(data) > MAX_BODY_BYTES:
         raise BodyTooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")
     if not data.strip():

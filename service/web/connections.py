@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,10 +15,19 @@ from typing import Any
 #: worker's own refusals (PROTECTING, as header lines).
 PROTECTING_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 PROTECTING = "".join(f"{name}: {value}\r\n" for name, value in PROTECTING_HEADERS.items())
-#: A head larger than this is handed over unfinished: gunicorn's own limits then refuse it.
+#: A head that has not ended within this many bytes is refused (431), as an ALB refuses one.
 MAX_BUFFERED_HEAD = 64 * 1024
-#: A body larger than this is not waited for: the app refuses it (413) from its Content-Length.
+#: A body larger than this is not waited for: the app refuses it (413) from its Content-Length,
+#: and what a server's parser still reads of it must arrive within the request's deadline.
 MAX_BUFFERED_BODY = 1024 * 1024
+#: A chunk-size line (with its extensions) longer than this is broken framing.
+MAX_CHUNK_LINE = 8 * 1024
+#: What `Pending.body` holds for a chunked body.
+CHUNKED = "chunked"
+_UNFRAMED = MAX_BUFFERED_BODY + 1
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+#: The interim answer to `Expect: 100-continue`, as gunicorn writes it.
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 @dataclass
@@ -29,19 +39,51 @@ class Pending:
     listener: socket.socket
     deadline: float
     data: bytearray = field(default_factory=bytearray)
+    #: Where the head ends (the blank line), once it is here; how far it was looked for.
+    head_end: int = -1
+    searched: int = 0
+    #: What the head says of the body: None (no body), a length, or CHUNKED.
+    body: int | str | None = None
+    #: The head asks for "100 Continue" before it sends its body (HTTP/1.1 only).
+    expects_continue: bool = False
+    #: The worker sent "100 Continue" itself, while the body was on its way.
+    continued: bool = False
+    #: Where the next chunk-size line of a chunked body begins.
+    chunk_at: int = 0
 
     def whole(self) -> bool:
-        """True once the head and the announced body are here (or waiting longer would not help)."""
-        end = self.data.find(b"\r\n\r\n")
-        if end < 0:
-            return len(self.data) > MAX_BUFFERED_HEAD
-        head = bytes(self.data[:end]).lower()
-        if b"\nexpect:" in head or b"\ntransfer-encoding:" in head:
-            # The client waits for "100 Continue" (sent once the request is served), or streams a
-            # chunked body of unknown length: serve it now, as the plain sync worker would.
+        """True once the head and its body are here, or once waiting longer would not help: a body
+        too large to buffer, broken chunked framing, a transfer coding that is not chunked (the
+        server's own parser then answers, reading the rest within the request's deadline)."""
+        if self.head_end < 0 and not self._find_head():
+            return False
+        if self.body is None:
             return True
-        length = _content_length(head)
-        return length is None or length > MAX_BUFFERED_BODY or len(self.data) - end - 4 >= length
+        start = self.head_end + 4
+        if self.body != CHUNKED:
+            assert isinstance(self.body, int)
+            return self.body > MAX_BUFFERED_BODY or len(self.data) - start >= self.body
+        if len(self.data) - start > MAX_BUFFERED_BODY:
+            return True
+        self.chunk_at, done = _scan_chunks(self.data, max(self.chunk_at, start))
+        return done is not False
+
+    def head_too_large(self) -> bool:
+        """True when MAX_BUFFERED_HEAD bytes arrived and the head has not ended."""
+        return self.head_end < 0 and len(self.data) > MAX_BUFFERED_HEAD
+
+    def wants_continue(self) -> bool:
+        """True when the client waits for "100 Continue" to send the body it announced."""
+        return self.expects_continue and not self.continued and not self.whole()
+
+    def _find_head(self) -> bool:
+        end = self.data.find(b"\r\n\r\n", max(0, self.searched - 3))
+        self.searched = len(self.data)
+        if end < 0:
+            return False
+        self.head_end = end
+        self.body, self.expects_continue = _framing(bytes(self.data[:end]))
+        return True
 
 
 @dataclass
@@ -54,13 +96,27 @@ class Lingering:
 
 
 class Prefetched:
-    """The client socket, whose first reads return the bytes the worker already received, and
-    whose graceful close (gunicorn's `close_graceful`) hands the half-closed socket to `linger`
-    instead of waiting in it for the client to close."""
+    """The client socket as the sync worker serves its request from it.
 
-    def __init__(self, sock: socket.socket, data: bytes, linger: Callable[[socket.socket], None]) -> None:
-        self._sock, self._data, self._linger = sock, data, linger
+    Its first reads return the bytes the worker already received; a read past them (a body too
+    large to buffer) waits at most until the request's `deadline`, then raises TimeoutError; a
+    write waits at most `send_seconds` for the client to take it. Its graceful close (gunicorn's
+    `close_graceful`) hands the half-closed socket to `linger` instead of waiting in it for the
+    client to close. When the worker already answered "100 Continue", gunicorn's own is not sent
+    again.
+    """
+
+    def __init__(
+        self,
+        pending: Pending,
+        linger: Callable[[socket.socket], None],
+        send_seconds: float,
+    ) -> None:
+        self._sock, self._data, self._linger = pending.sock, bytes(pending.data), linger
+        self._deadline, self._send_seconds = pending.deadline, send_seconds
+        self._continued = pending.continued
         self._half_closed = False
+        self._sock.settimeout(send_seconds)  # blocking again, never for ever
 
     def recv(self, size: int, *flags: int) -> bytes:
         if self._data:
@@ -68,7 +124,26 @@ class Prefetched:
             return chunk
         if self._half_closed:
             return b""  # the answer is sent: what still arrives is drained by the poll loop
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        self._sock.settimeout(left)
         return self._sock.recv(size, *flags)
+
+    def send(self, data: bytes, *flags: int) -> int:
+        if self._continued and data == CONTINUE:
+            self._continued = False  # the worker sent it while the body was on its way
+            return len(data)
+        self._sock.settimeout(self._send_seconds)
+        return self._sock.send(data, *flags)
+
+    def sendall(self, data: bytes, *flags: int) -> None:
+        self._sock.settimeout(self._send_seconds)
+        self._sock.sendall(data, *flags)
+
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+        self._sock.settimeout(self._send_seconds)
+        return self._sock.sendfile(file, offset, count)
 
     def shutdown(self, how: int) -> None:
         self._sock.shutdown(how)
@@ -96,13 +171,18 @@ class JsonErrorPage:
         if not status.isdigit() or b"Content-Type: text/html" not in data:
             self._sock.sendall(data, *flags)
             return
-        body = json.dumps({"error": reason.lower().replace(" ", "_"), "message": reason}).encode()
-        head = f"{status_line}\r\nConnection: close\r\nContent-Type: application/json\r\n{PROTECTING}"
-        self._sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body)
+        self._sock.sendall(json_answer(status_line, reason.lower().replace(" ", "_"), reason))
         count_unparsed(status)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
+
+
+def json_answer(status_line: str, code: str, message: str) -> bytes:
+    """A whole answer the worker writes itself, in the contract's JSON shape; the connection closes."""
+    body = json.dumps({"error": code, "message": message}).encode()
+    head = f"{status_line}\r\nConnection: close\r\nContent-Type: application/json\r\n{PROTECTING}"
+    return f"{head}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body
 
 
 def count_unparsed(status: str) -> None:
@@ -112,13 +192,45 @@ def count_unparsed(status: str) -> None:
     metrics().http_answers.labels("unparsed", status).inc()
 
 
-def _content_length(head: bytes) -> int | None:
-    for line in head.split(b"\r\n")[1:]:
+def _framing(head: bytes) -> tuple[int | str | None, bool]:
+    """What a request head says of its body (None, a Content-Length, or CHUNKED) and whether it
+    expects "100 Continue". A body the worker cannot frame (a malformed length, a transfer
+    coding other than chunked) reads as too large to buffer: the server's parser judges it."""
+    lines = head.lower().split(b"\r\n")
+    fields: dict[bytes, bytes] = {}
+    for line in lines[1:]:
         name, _, value = line.partition(b":")
-        if name.strip() == b"content-length":
-            text = value.strip()
-            return int(text) if text.isdigit() and len(text) < 16 else MAX_BUFFERED_BODY + 1
-    return None
+        fields.setdefault(name.strip(), value.strip())
+    expects = fields.get(b"expect") == b"100-continue" and lines[0].rstrip().endswith(b"http/1.1")
+    coding, length = fields.get(b"transfer-encoding"), fields.get(b"content-length")
+    if coding is not None:
+        return (CHUNKED if coding.split(b",")[-1].strip() == b"chunked" else _UNFRAMED), expects
+    if length is not None:
+        return (int(length) if length.isdigit() and len(length) < 16 else _UNFRAMED) or None, expects
+    return None, expects
+
+
+def _scan_chunks(data: bytearray, at: int) -> tuple[int, bool | None]:
+    """Walk a chunked body's framing from `at` (the start of a chunk-size line): where to resume,
+    and True once the last chunk and its trailers are here, False while they arrive, None when
+    the framing is broken."""
+    while True:
+        eol = data.find(b"\r\n", at)
+        if eol < 0:
+            return at, None if len(data) - at > MAX_CHUNK_LINE else False
+        size = bytes(data[at:eol]).split(b";", 1)[0].strip()
+        if not size or len(size) > 15 or not _HEX.issuperset(size) or eol - at > MAX_CHUNK_LINE:
+            return at, None
+        if int(size, 16) == 0:  # the last chunk: then trailer lines, up to a blank one
+            if data.find(b"\r\n\r\n", eol) >= 0:
+                return at, True
+            return at, None if len(data) - eol > MAX_BUFFERED_HEAD else False
+        end = eol + 2 + int(size, 16)
+        if len(data) < end + 2:
+            return at, False
+        if data[end : end + 2] != b"\r\n":
+            return at, None
+        at = end + 2
 
 
 def receive(sock: socket.socket) -> bytes | None:

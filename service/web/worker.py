@@ -4,9 +4,13 @@ gunicorn's `sync` worker reads a request while it blocks on it: a client that se
 one byte a second holds a worker until gunicorn's `timeout` kills it, and two such clients starve
 a small instance (`/healthz` goes unanswered). This worker accepts connections and buffers what
 they send, many at once, in one poll loop; only a request that arrived whole (its head, and the
-body its Content-Length announces) is handed to the sync worker's own handling. A client that
-has not sent its request within REQUEST_READ_SECONDS is answered `408` and closed. gunicorn's own
-refusals of requests it cannot parse (400, 414, 431) are answered in the contract's JSON too.
+body its Content-Length announces or a chunked body's last chunk) is handed to the sync worker's
+own handling. A client that sends `Expect: 100-continue` is answered "100 Continue" from the
+loop, then buffered alike. A client that has not sent its request within REQUEST_READ_SECONDS
+is answered `408` and closed, and one whose head has not ended within 64 KiB `431`; what the sync
+worker still reads of a body too large to buffer must arrive within the same deadline.
+gunicorn's own refusals of requests it cannot parse (400, 414, 431) are answered in the
+contract's JSON too.
 
 After its answer, a connection is closed as RFC 9112 section 9.6 asks (the write side first, then
 what the client still sends is read until it closes), as gunicorn does; but where gunicorn's
@@ -33,12 +37,14 @@ from gunicorn.workers.sync import SyncWorker  # type: ignore[import-untyped]
 from service.errors import ConfigError
 from service.ledger.budget import let_go_where_wanted
 from service.web.connections import (
-    PROTECTING,
+    CONTINUE,
+    MAX_BUFFERED_HEAD,
     JsonErrorPage,
     Lingering,
     Pending,
     Prefetched,
     count_unparsed,
+    json_answer,
     receive,
 )
 
@@ -57,11 +63,13 @@ ACCEPT_BATCH = 16
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 64 * 1024
 MAX_LINGERING = 256
-_TIMEOUT_BODY = b'{"error": "request_timeout", "message": "the request did not arrive in time"}'
-_TIMEOUT_ANSWER = (
-    b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n%s"
-    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
-    % (PROTECTING.encode(), len(_TIMEOUT_BODY), _TIMEOUT_BODY)
+_TIMEOUT_ANSWER = json_answer(
+    "HTTP/1.1 408 Request Timeout", "request_timeout", "the request did not arrive in time"
+)
+_HEAD_TOO_LARGE = json_answer(
+    "HTTP/1.1 431 Request Header Fields Too Large",
+    "request_header_fields_too_large",
+    f"the request's head did not end within {MAX_BUFFERED_HEAD // 1024} KiB",
 )
 
 
@@ -132,13 +140,18 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
         # New connections after what the buffered ones sent: `_room` then judges them up to date.
         for listener in listeners:
             self._accept(listener)
-        for pending in [p for p in self._pending.values() if p.whole()]:
-            self._serve(pending)
-            if not self.alive:
-                return
+        for pending in list(self._pending.values()):
+            if pending.whole():
+                self._serve(pending)
+                if not self.alive:
+                    return
+            elif pending.head_too_large():
+                self._refuse(pending, _HEAD_TOO_LARGE, "431")
+            elif pending.wants_continue():
+                self._continue(pending)
         now = time.monotonic()
         for pending in [p for p in self._pending.values() if p.deadline <= now]:
-            self._refuse(pending)
+            self._refuse(pending, _TIMEOUT_ANSWER, "408")
         for lingering in [c for c in self._lingering.values() if c.deadline <= now]:
             self._close(lingering)
 
@@ -158,7 +171,7 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
                 raise
             sock.setblocking(False)
             if len(self._pending) >= MAX_PENDING:
-                self._refuse(self._oldest())  # a slow client makes room for the new one
+                self._refuse(self._oldest(), _TIMEOUT_ANSWER, "408")  # a slow client makes room
             pending = Pending(sock, addr, listener, time.monotonic() + self._read_seconds)
             self._pending[sock.fileno()] = pending
             self._selector.register(sock, selectors.EVENT_READ, pending)
@@ -195,10 +208,10 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
 
     def _serve(self, pending: Pending) -> None:
         self._forget(pending)
-        pending.sock.setblocking(True)
-        # The sync worker's own request handling, reading the buffered bytes first; it closes
-        # the connection when it is done.
-        client = Prefetched(pending.sock, bytes(pending.data), self._linger)
+        # The sync worker's own request handling, reading the buffered bytes first (what it reads
+        # beyond them must arrive within the request's deadline); it closes the connection when
+        # it is done. Its answer must be taken within REQUEST_READ_SECONDS too.
+        client = Prefetched(pending, self._linger, self._read_seconds)
         self.handle(pending.listener, client, pending.addr)
 
     def _linger(self, sock: socket.socket) -> None:
@@ -229,13 +242,22 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
             self._selector.unregister(lingering.sock)
         lingering.sock.close()
 
-    def _refuse(self, pending: Pending) -> None:
+    def _continue(self, pending: Pending) -> None:
+        """Ask for the body the client holds back until "100 Continue" (it is buffered as it comes)."""
         try:
-            pending.sock.send(_TIMEOUT_ANSWER)
+            pending.sock.send(CONTINUE)
+        except OSError:
+            self._drop(pending)
+            return
+        pending.continued = True
+
+    def _refuse(self, pending: Pending, answer: bytes, status: str) -> None:
+        try:
+            pending.sock.send(answer)
         except OSError:
             pass
         self._drop(pending)
-        count_unparsed("408")
+        count_unparsed(status)
 
     def _drop(self, pending: Pending) -> None:
         self._forget(pending)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -117,6 +118,17 @@ def dumps(value: Any) -> bytes:
 
 
 __all__ = ["LiveService", "format_slot", "unique_slot"]
+
+
+def healthz_answers(service: ServiceProcess, deadline: float) -> bool:
+    """Whether `/healthz` answers 200 before `deadline` (time.monotonic()), asking again meanwhile."""
+    while time.monotonic() < deadline:
+        try:
+            if client.request("GET", f"{service.url}/healthz", timeout=2).status == 200:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def scrape_metrics(service: ServiceProcess) -> dict[str, float]:
