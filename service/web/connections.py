@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 #: Headers every answer of the service carries: the app's (service.web.api.protect) and the
@@ -18,7 +19,8 @@ PROTECTING = "".join(f"{name}: {value}\r\n" for name, value in PROTECTING_HEADER
 #: A head that has not ended within this many bytes is refused (431), as an ALB refuses one.
 MAX_BUFFERED_HEAD = 64 * 1024
 #: A body larger than this is not waited for: the app refuses it (413) from its Content-Length,
-#: and what a server's parser still reads of it must arrive within the request's deadline.
+#: and what a server's parser still reads of it must arrive within the request's deadline. A
+#: chunked body (no length to refuse it by) larger than this is refused (413) by the worker.
 MAX_BUFFERED_BODY = 1024 * 1024
 #: A chunk-size line (with its extensions) longer than this is broken framing.
 MAX_CHUNK_LINE = 8 * 1024
@@ -28,6 +30,16 @@ _UNFRAMED = MAX_BUFFERED_BODY + 1
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 #: The interim answer to `Expect: 100-continue`, as gunicorn writes it.
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class Stage(Enum):
+    """Where a pending request stands: arriving, whole (to be served), or one to refuse."""
+
+    ARRIVING = "arriving"
+    WHOLE = "whole"
+    HEAD_TOO_LARGE = "head too large"
+    BODY_TOO_LARGE = "chunked body too large"
+    BROKEN = "broken chunk framing"
 
 
 @dataclass
@@ -51,30 +63,31 @@ class Pending:
     #: Where the next chunk-size line of a chunked body begins.
     chunk_at: int = 0
 
-    def whole(self) -> bool:
-        """True once the head and its body are here, or once waiting longer would not help: a body
-        too large to buffer, broken chunked framing, a transfer coding that is not chunked (the
-        server's own parser then answers, reading the rest within the request's deadline)."""
+    def stage(self) -> Stage:
+        """WHOLE once its head and body are here, or once waiting longer would not help (a
+        Content-Length body too large to buffer, a transfer coding other than chunked: the
+        server's own parser then judges it, reading what it still needs within the request's
+        deadline); a refusal for a head not ended within MAX_BUFFERED_HEAD, a chunked body
+        larger than MAX_BUFFERED_BODY or broken chunk framing; else ARRIVING."""
         if self.head_end < 0 and not self._find_head():
-            return False
+            return Stage.HEAD_TOO_LARGE if len(self.data) > MAX_BUFFERED_HEAD else Stage.ARRIVING
         if self.body is None:
-            return True
+            return Stage.WHOLE
         start = self.head_end + 4
         if self.body != CHUNKED:
             assert isinstance(self.body, int)
-            return self.body > MAX_BUFFERED_BODY or len(self.data) - start >= self.body
-        if len(self.data) - start > MAX_BUFFERED_BODY:
-            return True
+            arrived = self.body > MAX_BUFFERED_BODY or len(self.data) - start >= self.body
+            return Stage.WHOLE if arrived else Stage.ARRIVING
         self.chunk_at, done = _scan_chunks(self.data, max(self.chunk_at, start))
-        return done is not False
-
-    def head_too_large(self) -> bool:
-        """True when MAX_BUFFERED_HEAD bytes arrived and the head has not ended."""
-        return self.head_end < 0 and len(self.data) > MAX_BUFFERED_HEAD
+        if done is None:
+            return Stage.BROKEN
+        if done:
+            return Stage.WHOLE
+        return Stage.BODY_TOO_LARGE if len(self.data) - start > MAX_BUFFERED_BODY else Stage.ARRIVING
 
     def wants_continue(self) -> bool:
-        """True when the client waits for "100 Continue" to send the body it announced."""
-        return self.expects_continue and not self.continued and not self.whole()
+        """True when the client (whose request is arriving) waits for "100 Continue" to send its body."""
+        return self.expects_continue and not self.continued
 
     def _find_head(self) -> bool:
         end = self.data.find(b"\r\n\r\n", max(0, self.searched - 3))

@@ -7,8 +7,9 @@ they send, many at once, in one poll loop; only a request that arrived whole (it
 body its Content-Length announces or a chunked body's last chunk) is handed to the sync worker's
 own handling. A client that sends `Expect: 100-continue` is answered "100 Continue" from the
 loop, then buffered alike. A client that has not sent its request within REQUEST_READ_SECONDS
-is answered `408` and closed, and one whose head has not ended within 64 KiB `431`; what the sync
-worker still reads of a body too large to buffer must arrive within the same deadline.
+is answered `408` and closed; one whose head has not ended within 64 KiB `431`, a chunked body
+over 1 MiB `413`, broken chunk framing `400`. What the sync worker still reads of a
+Content-Length body too large to buffer must arrive within the same deadline.
 gunicorn's own refusals of requests it cannot parse (400, 414, 431) are answered in the
 contract's JSON too.
 
@@ -38,11 +39,13 @@ from service.errors import ConfigError
 from service.ledger.budget import let_go_where_wanted
 from service.web.connections import (
     CONTINUE,
+    MAX_BUFFERED_BODY,
     MAX_BUFFERED_HEAD,
     JsonErrorPage,
     Lingering,
     Pending,
     Prefetched,
+    Stage,
     count_unparsed,
     json_answer,
     receive,
@@ -63,14 +66,25 @@ ACCEPT_BATCH = 16
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 64 * 1024
 MAX_LINGERING = 256
-_TIMEOUT_ANSWER = json_answer(
+#: The worker's own refusals.
+_TIMEOUT = json_answer(
     "HTTP/1.1 408 Request Timeout", "request_timeout", "the request did not arrive in time"
 )
-_HEAD_TOO_LARGE = json_answer(
-    "HTTP/1.1 431 Request Header Fields Too Large",
-    "request_header_fields_too_large",
-    f"the request's head did not end within {MAX_BUFFERED_HEAD // 1024} KiB",
-)
+_REFUSALS = {
+    Stage.HEAD_TOO_LARGE: json_answer(
+        "HTTP/1.1 431 Request Header Fields Too Large",
+        "request_header_fields_too_large",
+        f"the request's head did not end within {MAX_BUFFERED_HEAD // 1024} KiB",
+    ),
+    Stage.BODY_TOO_LARGE: json_answer(
+        "HTTP/1.1 413 Content Too Large",
+        "too_large",
+        f"a chunked body over {MAX_BUFFERED_BODY // 1024} KiB is not taken (send a Content-Length)",
+    ),
+    Stage.BROKEN: json_answer(
+        "HTTP/1.1 400 Bad Request", "malformed", "the body's chunked framing is broken"
+    ),
+}
 
 
 def read_seconds(environ: dict[str, str] | None = None) -> float:
@@ -141,17 +155,18 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
         for listener in listeners:
             self._accept(listener)
         for pending in list(self._pending.values()):
-            if pending.whole():
+            stage = pending.stage()
+            if stage == Stage.WHOLE:
                 self._serve(pending)
                 if not self.alive:
                     return
-            elif pending.head_too_large():
-                self._refuse(pending, _HEAD_TOO_LARGE, "431")
+            elif stage != Stage.ARRIVING:
+                self._refuse(pending, _REFUSALS[stage])
             elif pending.wants_continue():
                 self._continue(pending)
         now = time.monotonic()
         for pending in [p for p in self._pending.values() if p.deadline <= now]:
-            self._refuse(pending, _TIMEOUT_ANSWER, "408")
+            self._refuse(pending, _TIMEOUT)
         for lingering in [c for c in self._lingering.values() if c.deadline <= now]:
             self._close(lingering)
 
@@ -171,7 +186,7 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
                 raise
             sock.setblocking(False)
             if len(self._pending) >= MAX_PENDING:
-                self._refuse(self._oldest(), _TIMEOUT_ANSWER, "408")  # a slow client makes room
+                self._refuse(self._oldest(), _TIMEOUT)  # a slow client makes room
             pending = Pending(sock, addr, listener, time.monotonic() + self._read_seconds)
             self._pending[sock.fileno()] = pending
             self._selector.register(sock, selectors.EVENT_READ, pending)
@@ -251,13 +266,18 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
             return
         pending.continued = True
 
-    def _refuse(self, pending: Pending, answer: bytes, status: str) -> None:
+    def _refuse(self, pending: Pending, answer: bytes) -> None:
+        """Answer a request the worker will not serve, and close as after any answer (what the
+        client still sends is drained, so that its unread bytes do not reset the answer away)."""
+        self._forget(pending)
+        count_unparsed(answer.split(b" ", 2)[1].decode())
         try:
             pending.sock.send(answer)
+            pending.sock.shutdown(socket.SHUT_WR)
         except OSError:
-            pass
-        self._drop(pending)
-        count_unparsed(status)
+            pending.sock.close()
+            return
+        self._linger(pending.sock)
 
     def _drop(self, pending: Pending) -> None:
         self._forget(pending)
