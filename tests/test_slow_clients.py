@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import selectors
 import socket
+import ssl
+import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -223,3 +226,60 @@ def test_lingering_connections_are_released_once_their_clients_close(tmp_path: P
         while any(_held(live, inode) for inode in inodes if inode != "0"):
             assert time.monotonic() < deadline
             time.sleep(0.05)
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+def test_a_tls_listener_serves_and_warns_that_it_buffers_nothing(tmp_path: Path) -> None:
+    """gunicorn serving TLS itself (`certfile`): the worker serves as gunicorn's sync worker, and
+    says at start that slow clients are not buffered there."""
+    cert, key = _self_signed(tmp_path)
+    live = LiveService(tmp_path, workers=1, GUNICORN_CMD_ARGS=f"--certfile {cert} --keyfile {key}")
+    context = ssl.create_default_context(cafile=str(cert))
+    context.check_hostname = False
+    with open(live.work / "tls.log", "wb") as log:  # the child keeps its own copy of the file
+        live.process = subprocess.Popen(live.command, env=live.env, stdout=log, stderr=log)
+    try:
+        deadline, status = time.monotonic() + 20, None
+        while status is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(
+                    f"https://127.0.0.1:{live.port}/healthz", timeout=2, context=context
+                ) as answer:
+                    status = answer.status
+            except OSError:
+                time.sleep(0.1)
+        assert status == 200
+        assert "slow clients are not buffered" in (live.work / "tls.log").read_text()
+    finally:
+        live.stop()

@@ -111,6 +111,10 @@ class BufferingSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn ships n
     def run(self) -> None:
         """Poll the listeners and the pending connections; serve each whole request in turn."""
         if self.cfg.is_ssl:  # TLS records are not requests: buffer nothing, as the sync worker does
+            self.log.warning(
+                "gunicorn serves TLS itself: slow clients are not buffered and can hold this worker;"
+                " terminate TLS at the load balancer or a proxy instead"
+            )
             super().run()
             return
         self._read_seconds = read_seconds()
