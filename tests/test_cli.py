@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import jwt
@@ -138,3 +140,54 @@ def test_it_runs_the_demo_to_completion() -> None:
     assert out.rstrip().endswith("[demo] demo passed")
     assert out.count("NEW RUN") == 1 and out.count(" duplicate") == 3  # 3 deliveries + direct payload
     assert "HTTP 401 token_invalid" in out and "*rule*: Weekly" in out and "Slack received 1 alert" in out
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Answers every request with a redirect to `redirect_to` (or 200) and records what it got."""
+
+    redirect_to: str | None
+    seen: list[str]
+
+    def _answer(self) -> None:
+        self.seen.append(f"{self.command} {self.path} {self.headers.get('Authorization', '')[:6]}")
+        self.send_response(302 if self.redirect_to else 200)
+        if self.redirect_to:
+            self.send_header("Location", self.redirect_to + self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _serve(redirect_to: str | None) -> tuple[http.server.ThreadingHTTPServer, list[str]]:
+    """A recording server on a free port, serving from a thread; what it saw."""
+    seen: list[str] = []
+    handler = type("Recorder", (_Recorder,), {"redirect_to": redirect_to, "seen": seen})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, seen
+
+
+def test_it_follows_no_redirect_and_sends_the_token_nowhere_else(service: LiveService) -> None:
+    """An http:// URL answered with a redirect (an ALB's HTTP-to-HTTPS listener, a sign-in page):
+    urllib would send the Authorization header on to wherever it points. The CLI stops and says
+    where it pointed."""
+    target, elsewhere = _serve(None)
+    target_url = f"http://127.0.0.1:{target.server_port}"
+    front, redirected = _serve(target_url)
+    url = f"http://127.0.0.1:{front.server_port}"
+    try:
+        for args in (["runs"], ["trigger", "count"], ["logs", "abc"]):
+            done = _cli(service, *args, "--url", url)
+            assert done.returncode == 1, (args, done.stdout, done.stderr)
+            assert f"answered 302, a redirect to {target_url}/v1/" in done.stderr, done.stderr
+            assert "Bearer" not in done.stderr
+    finally:
+        for server in (front, target):
+            server.shutdown()
+            server.server_close()
+    assert len(redirected) == 3 and all(line.endswith("Bearer") for line in redirected), redirected
+    assert elsewhere == []

@@ -9,7 +9,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 FINAL_STATUSES = frozenset({"succeeded", "failed", "timed_out", "interrupted", "skipped", "abandoned"})
 
@@ -23,6 +23,40 @@ class Answer:
     headers: dict[str, str]
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow no redirect: urllib would send the token on to wherever it points (another host
+    included) and turn a POST into a GET."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
+
+
+def _open(req: urllib.request.Request, timeout: float) -> Any:
+    """Open `req`; a redirect is refused in one line that says where it pointed."""
+    try:
+        return _opener.open(req, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if not 300 <= exc.code < 400:
+            raise
+        raise OSError(
+            f"{_bare(req.full_url)} answered {exc.code}, a redirect to {_bare(exc.headers.get('Location'))}:"
+            " set --url (or BATCH_TRIGGER_URL) to the service's own address; the token is not sent on"
+        ) from None
+
+
+def _bare(url: str | None) -> str:
+    """`url` without credentials, query or fragment, for a message."""
+    parts = urlsplit(url or "")
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # not a port number
+        port = ""
+    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}" if parts.hostname else parts.path or "?"
+
+
 def request(
     method: str, url: str, token: str | None = None, body: bytes | None = None, timeout: float = 10.0
 ) -> Answer:
@@ -32,7 +66,7 @@ def request(
         headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310 - operator's URL
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+        with _open(req, timeout) as resp:
             return Answer(resp.status, _json(resp.read()), dict(resp.headers))
     except urllib.error.HTTPError as exc:
         return Answer(exc.code, _json(exc.read()), dict(exc.headers))
@@ -82,7 +116,7 @@ def read_log(base_url: str, run_id: str, token: str, offset: int = 0, timeout: f
         f"{base_url}/v1/runs/{run_id}/log?offset={offset}", headers={"Authorization": f"Bearer {token}"}
     )
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+        with _open(req, timeout) as resp:
             return LogPage(
                 resp.read().decode("utf-8", "replace"),
                 int(resp.headers.get("X-Log-Offset", offset)),
