@@ -129,7 +129,8 @@ class Prefetched:
         self._deadline, self._send_seconds = pending.deadline, send_seconds
         self._continued = pending.continued
         self._half_closed = False
-        self._sock.settimeout(send_seconds)  # blocking again, never for ever
+        self._timeout: float | None = None
+        self._wait_at_most(send_seconds)  # blocking again, never for ever
 
     def recv(self, size: int, *flags: int) -> bytes:
         if self._data:
@@ -140,23 +141,32 @@ class Prefetched:
         left = self._deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError("the request did not arrive in time")
-        self._sock.settimeout(left)
+        self._wait_at_most(left)
         return self._sock.recv(size, *flags)
 
     def send(self, data: bytes, *flags: int) -> int:
         if self._continued and data == CONTINUE:
             self._continued = False  # the worker sent it while the body was on its way
             return len(data)
-        self._sock.settimeout(self._send_seconds)
+        self._wait_at_most(self._send_seconds)
         return self._sock.send(data, *flags)
 
     def sendall(self, data: bytes, *flags: int) -> None:
-        self._sock.settimeout(self._send_seconds)
+        self._wait_at_most(self._send_seconds)
         self._sock.sendall(data, *flags)
 
     def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
-        self._sock.settimeout(self._send_seconds)
+        self._wait_at_most(self._send_seconds)
         return self._sock.sendfile(file, offset, count)
+
+    def settimeout(self, seconds: float | None) -> None:
+        self._timeout = seconds  # gunicorn's own (its graceful close sets one)
+        self._sock.settimeout(seconds)
+
+    def _wait_at_most(self, seconds: float) -> None:
+        if seconds != self._timeout:  # each change costs the socket two fcntl calls
+            self._timeout = seconds
+            self._sock.settimeout(seconds)
 
     def shutdown(self, how: int) -> None:
         self._sock.shutdown(how)
@@ -209,18 +219,26 @@ def _framing(head: bytes) -> tuple[int | str | None, bool]:
     """What a request head says of its body (None, a Content-Length, or CHUNKED) and whether it
     expects "100 Continue". A body the worker cannot frame (a malformed length, a transfer
     coding other than chunked) reads as too large to buffer: the server's parser judges it."""
-    lines = head.lower().split(b"\r\n")
-    fields: dict[bytes, bytes] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        fields.setdefault(name.strip(), value.strip())
-    expects = fields.get(b"expect") == b"100-continue" and lines[0].rstrip().endswith(b"http/1.1")
-    coding, length = fields.get(b"transfer-encoding"), fields.get(b"content-length")
+    head = head.lower()
+    expects = _field(head, b"expect") == b"100-continue" and head[: head.find(b"\r\n")].endswith(b"http/1.1")
+    coding = _field(head, b"transfer-encoding")
     if coding is not None:
         return (CHUNKED if coding.split(b",")[-1].strip() == b"chunked" else _UNFRAMED), expects
+    length = _field(head, b"content-length")
     if length is not None:
         return (int(length) if length.isdigit() and len(length) < 16 else _UNFRAMED) or None, expects
     return None, expects
+
+
+def _field(head: bytes, name: bytes) -> bytes | None:
+    """The value of the first `name:` field of a lower-cased head (searched in C: every request
+    pays this), None without one."""
+    at = head.find(b"\r\n" + name + b":")
+    if at < 0:
+        return None
+    start = at + len(name) + 3
+    end = head.find(b"\r\n", start)
+    return head[start : end if end >= 0 else len(head)].strip()
 
 
 def _scan_chunks(data: bytearray, at: int) -> tuple[int, bool | None]:
