@@ -163,6 +163,10 @@ class Prefetched:
         self._timeout = seconds  # gunicorn's own (its graceful close sets one)
         self._sock.settimeout(seconds)
 
+    def setblocking(self, flag: bool) -> None:
+        self._timeout = None if flag else 0.0  # gunicorn's write_nonblock toggles it
+        self._sock.setblocking(flag)
+
     def _wait_at_most(self, seconds: float) -> None:
         if seconds != self._timeout:  # each change costs the socket two fcntl calls
             self._timeout = seconds
