@@ -129,8 +129,7 @@ class Prefetched:
         self._deadline, self._send_seconds = pending.deadline, send_seconds
         self._continued = pending.continued
         self._half_closed = False
-        self._timeout: float | None = None
-        self._wait_at_most(send_seconds)  # blocking again, never for ever
+        self._sock.settimeout(send_seconds)  # blocking again, never for ever
 
     def recv(self, size: int, *flags: int) -> bytes:
         if self._data:
@@ -141,36 +140,23 @@ class Prefetched:
         left = self._deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError("the request did not arrive in time")
-        self._wait_at_most(left)
+        self._sock.settimeout(left)
         return self._sock.recv(size, *flags)
 
     def send(self, data: bytes, *flags: int) -> int:
         if self._continued and data == CONTINUE:
             self._continued = False  # the worker sent it while the body was on its way
             return len(data)
-        self._wait_at_most(self._send_seconds)
+        self._sock.settimeout(self._send_seconds)
         return self._sock.send(data, *flags)
 
     def sendall(self, data: bytes, *flags: int) -> None:
-        self._wait_at_most(self._send_seconds)
+        self._sock.settimeout(self._send_seconds)
         self._sock.sendall(data, *flags)
 
     def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
-        self._wait_at_most(self._send_seconds)
+        self._sock.settimeout(self._send_seconds)
         return self._sock.sendfile(file, offset, count)
-
-    def settimeout(self, seconds: float | None) -> None:
-        self._timeout = seconds  # gunicorn's own (its graceful close sets one)
-        self._sock.settimeout(seconds)
-
-    def setblocking(self, flag: bool) -> None:
-        self._timeout = None if flag else 0.0  # gunicorn's write_nonblock toggles it
-        self._sock.setblocking(flag)
-
-    def _wait_at_most(self, seconds: float) -> None:
-        if seconds != self._timeout:  # each change costs the socket two fcntl calls
-            self._timeout = seconds
-            self._sock.settimeout(seconds)
 
     def shutdown(self, how: int) -> None:
         self._sock.shutdown(how)
