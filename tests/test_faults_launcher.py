@@ -256,3 +256,57 @@ def test_it_keeps_the_flask_app_out_of_the_launchers_image() -> None:
     command = [sys.executable, "-c", probe]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_it_stops_its_batches_when_another_session_takes_its_launcher_lock(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The launcher's session ends and another session holds its lock (a second process with the
+    same INSTANCE_ID, or whatever a keeper elsewhere would read as this instance gone): the
+    launcher stops its batches LOSS_LIMIT later, says so and why in its log, and the run ends
+    `interrupted` with the reason — then, the lock back, it runs the slot's next attempt."""
+    import psycopg
+
+    from service.ledger.postgres import launcher_key
+
+    with LiveService(tmp_path, LEDGER_URL=postgres_url, BATCH_MODULES=JOBS) as service:
+        (slot,) = start_stints(service, 1, seconds=60, retry_seconds=1)
+        key = launcher_key(service.settings.instance_id)
+        # The lock as pg_locks shows a one-key advisory lock: classid, objid = its two halves.
+        held = (
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1"
+            " AND classid = %s::oid AND objid = %s::oid AND granted = %s"
+        )
+        halves = ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF)
+        with (
+            psycopg.connect(postgres_url, autocommit=True) as taker,
+            psycopg.connect(postgres_url, autocommit=True) as admin,
+            ThreadPoolExecutor(1) as pool,
+        ):
+            # Queued behind the launcher's session: granted the moment that session ends, before
+            # the launcher has reconnected.
+            waiting = pool.submit(lambda: taker.execute("SELECT pg_advisory_lock(%s)", (key,)))
+            poll("the lock request to queue", lambda: admin.execute(held, (*halves, False)).fetchone(), 10)
+            (launcher_session,) = admin.execute(held, (*halves, True)).fetchone() or (None,)
+            assert launcher_session is not None, "the launcher holds no lock"
+            admin.execute("SELECT pg_terminate_backend(%s)", (launcher_session,))
+            waiting.result(timeout=10)
+            first = poll(
+                "attempt 1 to end",
+                lambda: r if (r := attempts(service, slot).get(1)) and r["status"] != "running" else None,
+                30,
+                service,
+            )
+            assert first["status"] == "interrupted", first
+            assert "lost its database session" in (first["error"] or ""), first
+            log = service.log_text()
+            assert "launcher lock not taken back" in log and "another session holds the lock" in log
+            taker.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        second = poll(
+            "attempt 2 to succeed",
+            lambda: r if (r := attempts(service, slot).get(2)) and r["status"] == "succeeded" else None,
+            60,
+            service,
+        )
+        assert second["instance"] == service.settings.instance_id
+    assert_once_at_a_time_and_complete(service.counter_dir, [slot])

@@ -33,6 +33,8 @@ class LauncherLock:
         self.enabled = enabled
         self.lost_at: float | None = None
         self._down_at: float | None = None  # the last answer, since the loss, of a server down or starting
+        self._refusal = ""  # why the last attempt to take the lock back failed
+        self._fenced = False  # must_fence said so since the loss (said once in the log)
 
     def session_fd(self) -> int | None:
         """The locked session's socket while the lock is held (readable when the server ends it)."""
@@ -46,15 +48,18 @@ class LauncherLock:
             held = self.ledger.hold_launcher_lock(self.instance)
         except LedgerUnavailable as exc:
             held = False
+            self._refusal = exc.message
             if any(sign in exc.message.lower() for sign in _DATABASE_DOWN):
                 self._down_at = time.monotonic()
         else:
             if not held:
+                self._refusal = "another session holds the lock"
                 log.error("another launcher holds this INSTANCE_ID's lock: is the id unique?")
         if held:
             if self.lost_at is not None:
                 log.info("launcher lock held again")
             self.lost_at = self._down_at = None
+            self._fenced = False
         elif self.lost_at is None:
             log.warning("launcher lock lost (its database session ended); taking it back")
             self.lost_at = time.monotonic()
@@ -67,4 +72,13 @@ class LauncherLock:
         if self.lost_at is None or self.held():
             return False
         since = max(self.lost_at, self._down_at or self.lost_at)
-        return time.monotonic() - since >= LOSS_LIMIT
+        fence = time.monotonic() - since >= LOSS_LIMIT
+        if fence and not self._fenced:
+            self._fenced = True
+            log.warning(
+                "launcher lock not taken back %.1f s after its loss (last answer: %s): stopping this"
+                " instance's batches before another instance may take their runs over",
+                time.monotonic() - self.lost_at,
+                self._refusal[:300],
+            )
+        return fence
