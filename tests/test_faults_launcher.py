@@ -67,6 +67,19 @@ def attempts(service: LiveService, slot: str) -> dict[int, dict[str, Any]]:
     return {r["attempt"]: r for r in service.runs("stint") if r["slot"] == slot}
 
 
+def wait_attempt(
+    service: LiveService, slot: str, attempt: int, timeout: float, status: str = ""
+) -> dict[str, Any]:
+    """The slot's run of `attempt` once it has `status` (by default: once it no longer runs)."""
+
+    def ready() -> dict[str, Any] | None:
+        run = attempts(service, slot).get(attempt)
+        arrived = run is not None and (run["status"] == status if status else run["status"] != "running")
+        return run if arrived else None
+
+    return poll(f"attempt {attempt} to {'be ' + status if status else 'end'}", ready, timeout, service)
+
+
 def assert_once_at_a_time_and_complete(directory: Path, slots: list[str]) -> None:
     """The job's own records: no two executions of a slot at once, and every slot done."""
     found = executions(directory)
@@ -86,12 +99,7 @@ def test_it_stops_a_batch_by_itself_when_its_launcher_is_frozen_past_the_lease(t
         finally:
             resumed = time.monotonic()
             os.kill(launcher, signal.SIGCONT)
-        second = poll(
-            "attempt 2 to succeed",
-            lambda: r if (r := attempts(service, slot).get(2)) and r["status"] == "succeeded" else None,
-            30,
-            service,
-        )
+        second = wait_attempt(service, slot, 2, 30, "succeeded")
         assert attempts(service, slot)[1]["status"] == "abandoned" and second["instance"] == "test-1"
     first = [e for e in executions(service.counter_dir) if e.attempt == 1]
     assert len(first) == 1 and not first[0].done
@@ -162,12 +170,7 @@ def test_it_records_a_batch_that_ended_during_a_30_s_postgresql_stop_as_it_was(
             time.sleep(max(0.0, 30 - (time.monotonic() - stopped)))  # the outage lasts 30 s
         finally:
             postgres_server.start()
-        run = poll(
-            "the outcome to be recorded",
-            lambda: r if (r := attempts(service, slot).get(1)) and r["status"] != "running" else None,
-            30,
-            service,
-        )
+        run = wait_attempt(service, slot, 1, 30)
         assert run["status"] == "succeeded", run
         time.sleep(2 * service.settings.heartbeat_seconds)  # a few sweeps more, to let them do wrong
         assert list(attempts(service, slot)) == [1]
@@ -291,22 +294,12 @@ def test_it_stops_its_batches_when_another_session_takes_its_launcher_lock(
             assert launcher_session is not None, "the launcher holds no lock"
             admin.execute("SELECT pg_terminate_backend(%s)", (launcher_session,))
             waiting.result(timeout=10)
-            first = poll(
-                "attempt 1 to end",
-                lambda: r if (r := attempts(service, slot).get(1)) and r["status"] != "running" else None,
-                30,
-                service,
-            )
+            first = wait_attempt(service, slot, 1, 30)
             assert first["status"] == "interrupted", first
             assert "lost its database session" in (first["error"] or ""), first
             log = service.log_text()
             assert "launcher lock not taken back" in log and "another session holds the lock" in log
             taker.execute("SELECT pg_advisory_unlock(%s)", (key,))
-        second = poll(
-            "attempt 2 to succeed",
-            lambda: r if (r := attempts(service, slot).get(2)) and r["status"] == "succeeded" else None,
-            60,
-            service,
-        )
+        second = wait_attempt(service, slot, 2, 60, "succeeded")
         assert second["instance"] == service.settings.instance_id
     assert_once_at_a_time_and_complete(service.counter_dir, [slot])
